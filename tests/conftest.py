@@ -1,0 +1,20 @@
+"""Shared pytest setup: quiet TF logs, a fixed seed, a clean global state."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clean_keras_state():
+    """Every test starts with float32, channels_last and a fixed seed."""
+    keras.mixed_precision.set_global_policy("float32")
+    keras.config.set_image_data_format("channels_last")
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+    keras.config.set_image_data_format("channels_last")
+    keras.backend.clear_session()
