@@ -521,6 +521,15 @@ class MSCAMMixin(FusionMixin):
         branches=DEFAULT_BRANCHES,
         **kwargs,
     ):
+        if "output_scale" in kwargs:
+            # FusionMixin takes `output_scale`; without this check MSCAM
+            # would accept it through **kwargs and silently ignore it.
+            raise ValueError(
+                f"Unrecognized keyword arguments passed to "
+                f"{type(self).__name__}: MSCAM has no `output_scale` (only "
+                "AFF and IAFF do). "
+                f"Received: output_scale={kwargs['output_scale']!r}"
+            )
         super().__init__(
             reduction_ratio=reduction_ratio,
             use_bias=use_bias,

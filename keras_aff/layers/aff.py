@@ -59,9 +59,11 @@ class AFF(_impl.AFFMixin, keras.layers.Layer):
         A tensor of the same shape as `x`, in the compute dtype.
 
     Batch size 1 in training: the global branch's BatchNormalization sees a
-    single value per channel, so it outputs exactly its `beta` (no error, no
-    NaN; PyTorch raises here) and its moving variance decays towards 0.
-    Train with batches of at least 2, or freeze the layer's BatchNorms.
+    single value per channel, so it outputs its `beta` whatever the input
+    (the normalised value is 0; equal to `beta` up to float rounding), with
+    no error and no NaN (PyTorch raises here), and its moving variance
+    decays towards 0. Train with batches of at least 2, or freeze the
+    layer's BatchNorms.
 
     Example:
 
