@@ -218,6 +218,9 @@ def check_pair_inputs(layer_name, inputs):
             f"Layer '{layer_name}' must be called on a list of exactly two "
             f"tensors [x, y]. Received: {n} input(s)"
         )
+    # build() checked the first call only; a built layer called again on
+    # [x, y] of different shapes would otherwise broadcast silently.
+    check_pair_shapes(layer_name, [inputs[0].shape, inputs[1].shape])
     return inputs
 
 
@@ -430,6 +433,12 @@ class FusionMixin:
     def build(self, input_shape):
         if self._pairwise:
             shape = check_pair_shapes(self.name, input_shape)
+        elif not (hasattr(input_shape, "as_list") or _is_shape(input_shape)):
+            raise ValueError(
+                f"Layer '{self.name}' must be called on a single tensor "
+                "(use AFF or IAFF to fuse two). Received: input_shape="
+                f"{input_shape}"
+            )
         else:
             shape = _shape_tuple(input_shape)
         rank, channels = check_feature_shape(
