@@ -220,8 +220,20 @@ def check_pair_inputs(layer_name, inputs):
         )
     # build() checked the first call only; a built layer called again on
     # [x, y] of different shapes would otherwise broadcast silently.
-    check_pair_shapes(layer_name, [inputs[0].shape, inputs[1].shape])
+    check_pair_shapes(layer_name, [_known_dims(t.shape) for t in inputs])
     return inputs
+
+
+def _known_dims(shape):
+    """A tensor's shape with every dim that is not a plain int (None, a
+    JAX symbolic dim while Keras traces an output spec) as None."""
+    if hasattr(shape, "as_list"):  # tf.TensorShape
+        if shape.rank is None:
+            return None
+        shape = shape.as_list()
+    return tuple(
+        int(d) if isinstance(d, numbers.Integral) else None for d in shape
+    )
 
 
 # ---------------------------------------------------------------------------
