@@ -146,8 +146,23 @@ def _legacy_initializer(value):
     return value
 
 
-class _LegacyConfigMixin:
-    """`from_config` that also accepts the config of the Keras 3 twin."""
+class _LegacyMixin:
+    """A clear error for Keras 3 tensors, and a `from_config` that also
+    accepts the config of the Keras 3 twin."""
+
+    def __call__(self, inputs, *args, **kwargs):
+        if any(
+            isinstance(t, keras.KerasTensor) for t in tf.nest.flatten(inputs)
+        ):
+            raise TypeError(
+                f"Layer '{self.name}' is the tf_keras (Keras 2) "
+                f"`keras_aff.legacy.{type(self).__name__}` and cannot take "
+                "Keras 3 symbolic tensors. Use "
+                f"`keras_aff.layers.{type(self).__name__}` in a Keras 3 "
+                "model, or `tf_keras.Input` with this layer. Received: "
+                f"inputs={inputs!r}"
+            )
+        return super().__call__(inputs, *args, **kwargs)
 
     @classmethod
     def from_config(cls, config):
@@ -168,7 +183,7 @@ class _LegacyConfigMixin:
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_aff")
-class MSCAM(_LegacyConfigMixin, _impl.MSCAMMixin, tf_keras.layers.Layer):
+class MSCAM(_LegacyMixin, _impl.MSCAMMixin, tf_keras.layers.Layer):
     """tf_keras twin of `keras_aff.layers.MSCAM`: `x * M(x)`.
 
     `M(x) = sigmoid(L(x) + G(x))`, the multi-scale channel attention gate
@@ -215,7 +230,7 @@ class MSCAM(_LegacyConfigMixin, _impl.MSCAMMixin, tf_keras.layers.Layer):
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_aff")
-class AFF(_LegacyConfigMixin, _impl.AFFMixin, tf_keras.layers.Layer):
+class AFF(_LegacyMixin, _impl.AFFMixin, tf_keras.layers.Layer):
     """tf_keras twin of `keras_aff.layers.AFF`.
 
     With `w = M(x + y)` (the MS-CAM gate), the output is
@@ -266,7 +281,7 @@ class AFF(_LegacyConfigMixin, _impl.AFFMixin, tf_keras.layers.Layer):
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_aff")
-class IAFF(_LegacyConfigMixin, _impl.IAFFMixin, tf_keras.layers.Layer):
+class IAFF(_LegacyMixin, _impl.IAFFMixin, tf_keras.layers.Layer):
     """tf_keras twin of `keras_aff.layers.IAFF`.
 
     `w1 = M1(x + y)`, `xi = x * w1 + y * (1 - w1)`, `w2 = M2(xi)`, output
@@ -470,7 +485,7 @@ def copy_weights(source, target, strict=True):
     >>> k2 = legacy.AFF(name="aff")
     >>> k2.build([(None, 8, 8, 16), (None, 8, 8, 16)])
     >>> len(legacy.copy_weights(k3, k2))
-    32
+    24
     """
     src = weight_paths(source)
     dst = weight_paths(target)
