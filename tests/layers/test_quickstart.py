@@ -14,7 +14,7 @@ def test_quickstart_example(tmp_path):
     script = ROOT / "examples" / "quickstart.py"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
-        [sys.executable, str(script), "--out", str(tmp_path)],
+        [sys.executable, str(script), "--samples=256", f"--out={tmp_path}"],
         env=env,
         capture_output=True,
         text=True,
