@@ -69,7 +69,7 @@ class AFF(_impl.AFFMixin, keras.layers.Layer):
 
     >>> x = keras.random.normal((2, 8, 8, 16))
     >>> y = keras.random.normal((2, 8, 8, 16))
-    >>> keras_aff.layers.AFF(reduction_ratio=4)([x, y]).shape
+    >>> tuple(keras_aff.layers.AFF(reduction_ratio=4)([x, y]).shape)
     (2, 8, 8, 16)
 
     Reference:

@@ -64,7 +64,7 @@ class IAFF(_impl.IAFFMixin, keras.layers.Layer):
 
     >>> x = keras.random.normal((2, 8, 8, 16))
     >>> y = keras.random.normal((2, 8, 8, 16))
-    >>> keras_aff.layers.IAFF(reduction_ratio=4)([x, y]).shape
+    >>> tuple(keras_aff.layers.IAFF(reduction_ratio=4)([x, y]).shape)
     (2, 8, 8, 16)
 
     Reference:

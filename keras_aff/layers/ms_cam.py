@@ -46,7 +46,7 @@ class MSCAM(_impl.MSCAMMixin, keras.layers.Layer):
     Example:
 
     >>> x = keras.random.normal((2, 8, 8, 16))
-    >>> keras_aff.layers.MSCAM(reduction_ratio=4)(x).shape
+    >>> tuple(keras_aff.layers.MSCAM(reduction_ratio=4)(x).shape)
     (2, 8, 8, 16)
 
     Reference:
