@@ -244,6 +244,7 @@ def main(argv=None):
             "max_abs_error",
             "tolerance_abs",
             "top1_agreement",
+            "xnnpack",
             "path",
         )
         return dict({k: report[k] for k in keep}, accuracy=acc)

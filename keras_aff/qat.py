@@ -37,6 +37,7 @@ QAT checkpoints: `model.save(path, save_format="tf")` (load inside
 """
 
 import contextlib
+import warnings
 
 try:
     import tf_keras
@@ -158,8 +159,15 @@ def quantize_scope():
 # ---------------------------------------------------------------------------
 # Stock-layer blocks
 # ---------------------------------------------------------------------------
+def _is_tf_keras_tensor(value):
+    try:
+        return tf_keras.backend.is_keras_tensor(value)
+    except ValueError:  # not a tensor at all (numpy, Keras 3 tensor, ...)
+        return False
+
+
 def _check_tf_keras_tensor(name, value, arg):
-    if not tf_keras.backend.is_keras_tensor(value):
+    if not _is_tf_keras_tensor(value):
         raise TypeError(
             f"`{name}` builds a tf_keras functional graph: `{arg}` must be a "
             "tf_keras symbolic tensor (from `tf_keras.Input` or a tf_keras "
@@ -442,7 +450,7 @@ def unroll_fusion_layers(model):
         new_inputs.append(new)
 
     def mapped(t):
-        if tf_keras.backend.is_keras_tensor(t):
+        if _is_tf_keras_tensor(t):
             return tensors[id(t)]
         return t
 
@@ -556,12 +564,17 @@ def quantize_model(model, unroll=True):
 _INTEGER_AUX = ("int32", "int64")
 
 
-def _interpreter(tflite_model):
+def _interpreter(tflite_model, xnnpack=True):
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import interpreter as litert
     except ImportError:  # pragma: no cover - depends on the environment
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_content=bytes(tflite_model))
+        from tensorflow.lite.python import interpreter as litert
+    kwargs = {}
+    if not xnnpack:
+        kwargs["experimental_op_resolver_type"] = (
+            litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+    return litert.Interpreter(model_content=bytes(tflite_model), **kwargs)
 
 
 def inspect_litert(tflite_model):
@@ -657,27 +670,21 @@ def inspect_litert(tflite_model):
     }
 
 
-def run_litert(tflite_model, inputs):
-    """Runs a LiteRT model on a batch, one sample at a time.
-
-    Float inputs are quantized with the model's input scale and zero point
-    when the model takes int8, and int8 outputs are dequantized, so the
-    result compares directly with the Keras model's output.
-
-    Args:
-        tflite_model: bytes of a `.tflite` flatbuffer with one input.
-        inputs: numpy array, a batch of float inputs.
-
-    Returns:
-        A float32 numpy array of outputs, batch first.
-
-    Example:
-
-    >>> from keras_aff import qat
-    >>> y = qat.run_litert(tflite_bytes, x_test[:8])  # doctest: +SKIP
-    """
+def _run_litert(tflite_model, inputs):
+    """(outputs, whether the default XNNPACK delegate ran them)."""
     interp = _interpreter(tflite_model)
-    interp.allocate_tensors()
+    xnnpack = True
+    try:
+        interp.allocate_tensors()
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        # XNNPACK refuses int8 ops whose requantization scale is outside
+        # [2^-32, 256), e.g. a 1x1 conv after a ReLU whose calibrated range
+        # is ~0 (dead channels). The builtin kernels run them.
+        interp = _interpreter(tflite_model, xnnpack=False)
+        interp.allocate_tensors()
+        xnnpack = False
     (inp,) = interp.get_input_details()
     (out,) = interp.get_output_details()
     inputs = np.asarray(inputs, dtype=np.float32)
@@ -694,7 +701,31 @@ def run_litert(tflite_model, inputs):
             scale, zero = out["quantization"]
             y = (y.astype(np.float32) - zero) * scale
         results.append(np.asarray(y, dtype=np.float32)[0])
-    return np.stack(results)
+    return np.stack(results), xnnpack
+
+
+def run_litert(tflite_model, inputs):
+    """Runs a LiteRT model on a batch, one sample at a time.
+
+    Float inputs are quantized with the model's input scale and zero point
+    when the model takes int8, and int8 outputs are dequantized, so the
+    result compares directly with the Keras model's output. Uses the default
+    XNNPACK delegate, or the builtin kernels where XNNPACK refuses the model
+    (see `convert_to_int8_litert`'s `xnnpack` report entry).
+
+    Args:
+        tflite_model: bytes of a `.tflite` flatbuffer with one input.
+        inputs: numpy array, a batch of float inputs.
+
+    Returns:
+        A float32 numpy array of outputs, batch first.
+
+    Example:
+
+    >>> from keras_aff import qat
+    >>> y = qat.run_litert(tflite_bytes, x_test[:8])  # doctest: +SKIP
+    """
+    return _run_litert(tflite_model, inputs)[0]
 
 
 def _is_qat(model):
@@ -749,7 +780,9 @@ def convert_to_int8_litert(
     Returns:
         `(tflite_bytes, report)`: `report` is `inspect_litert`'s dict plus
         `max_abs_error`, `tolerance_abs`, `output_range`, `top1_agreement`
-        (None for non-2-D outputs) and `path`.
+        (None for non-2-D outputs), `xnnpack` (False when the XNNPACK
+        delegate refused the model, e.g. a requantization scale >= 256 after
+        a dead ReLU, and the builtin kernels ran it) and `path`.
 
     Example:
 
@@ -786,7 +819,9 @@ def convert_to_int8_litert(
     # for a tf_keras QAT model (592 traced functions for a small CNN) and
     # gives the same flatbuffer. No `trackable_obj`: with a Keras 3 model it
     # leaves variables unfrozen (NaN / READ_VARIABLE crash, see the lab
-    # notes); without it the converter freezes them.
+    # notes), and with a tf_keras one it is as slow as `from_keras_model`;
+    # without it the converter freezes the variables itself (it logs that
+    # this path is deprecated; the output is identical).
     spec = tf.TensorSpec(
         [None] + list(model.inputs[0].shape[1:]), model.inputs[0].dtype
     )
@@ -803,7 +838,13 @@ def convert_to_int8_litert(
     if int8_io:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    tflite_model = converter.convert()
+    with warnings.catch_warnings():
+        # A QAT model's input range comes from its QuantizeLayer; the
+        # converter still warns that no input statistics were given.
+        warnings.filterwarnings(
+            "ignore", message="Statistics for quantized inputs were expected"
+        )
+        tflite_model = converter.convert()
 
     report = inspect_litert(tflite_model)
     islands = report["float_islands"]
@@ -820,7 +861,7 @@ def convert_to_int8_litert(
         )
     sample_inputs = np.asarray(sample_inputs, dtype=np.float32)
     expected = np.asarray(model(sample_inputs, training=False))
-    got = run_litert(tflite_model, sample_inputs)
+    got, xnnpack = _run_litert(tflite_model, sample_inputs)
     error = float(np.max(np.abs(got - expected)))
     output_range = float(expected.max() - expected.min())
     step = report["output_step"]
@@ -836,6 +877,7 @@ def convert_to_int8_litert(
         tolerance=tolerance,
         tolerance_abs=allowed,
         top1_agreement=top1,
+        xnnpack=xnnpack,
         path=None,
     )
     if not error <= allowed:
