@@ -434,10 +434,10 @@ def _as_list(data, model, arg_name):
                 f"Received: {arg_name} keys={sorted(data)}"
             )
         data = [data[n] for n in names]
-    elif isinstance(data, (list, tuple)) and len(names) > 1:
-        data = list(data)
+    elif isinstance(data, (list, tuple)) and (len(names) > 1 or len(data) == 1):
+        data = list(data)  # one array per input
     else:
-        data = [data]
+        data = [data]  # one input: an array, or a list of its samples
     if len(data) != len(names):
         raise ValueError(
             f"The model has {len(names)} inputs {names}, so `{arg_name}` "
