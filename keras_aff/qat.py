@@ -421,8 +421,9 @@ def unroll_fusion_layers(model):
     >>> x = tf_keras.Input((8, 8, 16))
     >>> y = tf_keras.Input((8, 8, 16))
     >>> m = tf_keras.Model([x, y], legacy.AFF(name="aff")([x, y]))
-    >>> sorted(l.name for l in qat.unroll_fusion_layers(m).layers)[:2]
-    ['aff/attention/global/bn1', 'aff/attention/global/bn2']
+    >>> unrolled = qat.unroll_fusion_layers(m)
+    >>> [l.name for l in unrolled.layers if "/local/" in l.name][:2]
+    ['aff/attention/local/conv1', 'aff/attention/local/bn1']
     """
     _check_functional("unroll_fusion_layers", model)
     for layer in model.layers:
