@@ -232,3 +232,10 @@ def test_public_names_have_examples():
         doc = getattr(module, name).__doc__ or ""
         assert "Example:" in doc, name
     assert keras_aff.layers.AFF is not legacy.AFF
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(legacy, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

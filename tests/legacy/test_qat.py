@@ -307,3 +307,10 @@ def test_public_names_have_examples(qat):
     for name in qat.__all__:
         doc = getattr(qat, name).__doc__ or ""
         assert "Example:" in doc, name
+
+
+def test_docstring_examples_run(qat):
+    import doctest
+
+    result = doctest.testmod(qat, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
