@@ -826,7 +826,13 @@ def convert_to_int8_litert(
     spec = tf.TensorSpec(
         [None] + list(model.inputs[0].shape[1:]), model.inputs[0].dtype
     )
-    fn = tf.function(lambda x: model(x, training=False))
+
+    def serve(x):
+        return model(x, training=False)
+
+    # autograph=False: the model call needs no conversion (Keras converts
+    # its layers itself), and autograph cannot read lambdas' source.
+    fn = tf.function(serve, autograph=False)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [fn.get_concrete_function(spec)]
     )

@@ -238,7 +238,11 @@ def test_inspect_litert_finds_float_islands(qat):
     import tensorflow as tf
 
     m2 = small_cnn("tf_keras")
-    fn = tf.function(lambda a: m2(a, training=False))
+
+    def serve(a):
+        return m2(a, training=False)
+
+    fn = tf.function(serve, autograph=False)
     spec = tf.TensorSpec([None, 8, 8, 3])
     fp32 = tf.lite.TFLiteConverter.from_concrete_functions(
         [fn.get_concrete_function(spec)]
@@ -281,7 +285,7 @@ def test_qat_checkpoint_formats(qat, tmp_path):
     prefix = os.path.join(str(tmp_path), "ckpt", "qat")
     q.save_weights(prefix)
     fresh = _tiny_qat(qat)
-    fresh.load_weights(prefix)
+    fresh.load_weights(prefix).expect_partial()  # no optimizer to restore
     np.testing.assert_array_equal(predict(fresh, x[:4]), expected)
 
     keras_file = str(tmp_path / "qat.keras")
