@@ -65,27 +65,13 @@ def compile_mode(fn, mode):
     return tf.function(fn, jit_compile=(mode == "xla"))
 
 
-def time_fn(fn, args, repeats, warmup):
-    """Milliseconds: first call (tracing and compiling included), then the
-    median and minimum of `repeats` calls after `warmup` more."""
+def _call_ms(fn, args):
     start = time.perf_counter()
     out = fn(*args)
-    first = (time.perf_counter() - start) * 1e3
-    for _ in range(warmup):
-        out = fn(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(*args)
-        # TF CPU ops run synchronously; reading the shape touches the
-        # result without copying it.
-        _ = out.shape
-        times.append((time.perf_counter() - start) * 1e3)
-    return {
-        "median": round(statistics.median(times), 3),
-        "min": round(min(times), 3),
-        "first_call": round(first, 3),
-    }
+    # TF CPU ops run synchronously; reading the shape touches the result
+    # without copying it.
+    _ = out.shape
+    return (time.perf_counter() - start) * 1e3
 
 
 def workloads(shape, reduction_ratio, seed=0):
@@ -121,11 +107,28 @@ def workloads(shape, reduction_ratio, seed=0):
 
 
 def run(shape, reduction_ratio, repeats, warmup):
-    results = {}
+    """Times every workload in every mode. The first call (tracing and
+    compiling included) and `warmup` more run first; then the `repeats`
+    timed calls are interleaved round-robin over all workloads and modes,
+    so that background load hits baselines and layers alike."""
+    fns = {}
+    first = {}
     for name, (fn, args) in workloads(shape, reduction_ratio).items():
-        results[name] = {
-            mode: time_fn(compile_mode(fn, mode), args, repeats, warmup)
-            for mode in MODES
+        for mode in MODES:
+            fns[name, mode] = (compile_mode(fn, mode), args)
+            first[name, mode] = _call_ms(*fns[name, mode])
+            for _ in range(warmup):
+                _call_ms(*fns[name, mode])
+    times = {key: [] for key in fns}
+    for _ in range(repeats):
+        for key, (fn, args) in fns.items():
+            times[key].append(_call_ms(fn, args))
+    results = {}
+    for (name, mode), ts in times.items():
+        results.setdefault(name, {})[mode] = {
+            "median": round(statistics.median(ts), 3),
+            "min": round(min(ts), 3),
+            "first_call": round(first[name, mode], 3),
         }
     ratios = {
         name: {
@@ -181,6 +184,8 @@ def main(argv=None):
         "reduction_ratio": args.reduction_ratio,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "timing": "timed calls interleaved round-robin over workloads and "
+        "modes; first_call includes tracing and compiling",
         "modes": {
             "eager": "layer call",
             "graph": "tf.function",
