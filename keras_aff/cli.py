@@ -258,8 +258,8 @@ def _cmd_export(args):
                 "format",
                 "path",
                 "size",
-                "max |err|",
-                "mean |err|",
+                "max abs err",
+                "mean abs err",
                 "tolerance",
                 "top-1 agree",
                 "batch-1 ms",
@@ -528,7 +528,7 @@ def fusion_weight_model(model):
     w1 = iaff.attention1(ops.add(x, y))
     xi = ops.add(y, ops.multiply(w1, ops.subtract(x, y)))
     w2 = iaff.attention2(xi)
-    return keras.Model(model.inputs, [w, w2], name="fusion_weights")
+    return keras.Model(model.input, [w, w2], name="fusion_weights")
 
 
 def _save_weight_png(model, images, labels, path):
@@ -718,7 +718,7 @@ def _cmd_demo(args):
         "file",
         "size",
         "accuracy",
-        "max |err| vs Keras",
+        "max abs err vs Keras",
         "batch-1 ms",
     ]
     table = _table(headers, _demo_table_rows(results))
@@ -736,7 +736,7 @@ def _cmd_demo(args):
         json.dump(summary, f, indent=2)
     _print(f"\n{table}\n")
     _print(
-        f"accuracy on {len(x_test)} held-out digits; max |err| = largest "
+        f"accuracy on {len(x_test)} held-out digits; max abs err = largest "
         "softmax difference from the Keras model over them; batch-1 ms = "
         "median of one call (LiteRT: invoke with XNNPACK)."
     )
