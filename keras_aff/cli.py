@@ -670,6 +670,8 @@ def _cmd_demo(args):
             f"  {label:<15} {report.summary()} "
             f"[{time.perf_counter() - t0:.1f} s]"
         )
+        for note in report.notes:
+            _print(f"  {'':<15} note: {note}")
 
     _print(f"\n[3/4] running every artifact on {len(x_test)} held-out digits")
     keras_fn = tf.function(lambda t: model(t, training=False))
@@ -738,7 +740,8 @@ def _cmd_demo(args):
     _print(
         f"accuracy on {len(x_test)} held-out digits; max abs err = largest "
         "softmax difference from the Keras model over them; batch-1 ms = "
-        "median of one call (LiteRT: invoke with XNNPACK)."
+        "median of one call (LiteRT: a bare invoke with the XNNPACK "
+        "delegate unless a note says otherwise)."
     )
     _print(f"done in {elapsed:.0f} s; report: {out}/demo_report.json")
     return 0

@@ -119,7 +119,13 @@ def _non_builtin(ops):
 class LiteRTRunner(_verify.Runner):
     """Runs a LiteRT model through its serving signature with float inputs
     and outputs, quantizing int8 inputs and dequantizing int8 outputs
-    (private; see `keras_aff.export.load_artifact`)."""
+    (private; see `keras_aff.export.load_artifact`).
+
+    Example:
+
+    >>> predict = keras_aff.export.load_artifact("model_int8.tflite")
+    >>> outputs = predict(x)  # a list of float32 arrays
+    """
 
     format = "litert"
 

@@ -23,7 +23,13 @@ _ONNX_TYPES = {
 
 class ONNXRunner(_verify.Runner):
     """Runs an ONNX model with onnxruntime on the CPU (private; see
-    `keras_aff.export.load_artifact`)."""
+    `keras_aff.export.load_artifact`).
+
+    Example:
+
+    >>> predict = keras_aff.export.load_artifact("model.onnx")
+    >>> outputs = predict(x)  # a list of float32 arrays
+    """
 
     format = "onnx"
 

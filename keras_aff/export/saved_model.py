@@ -69,7 +69,13 @@ def _describe(specs):
 
 class SavedModelRunner(_verify.Runner):
     """Runs a SavedModel's `serving_default` signature (private; see
-    `keras_aff.export.load_artifact`)."""
+    `keras_aff.export.load_artifact`).
+
+    Example:
+
+    >>> predict = keras_aff.export.load_artifact("serving/aff/1")
+    >>> outputs = predict(x)  # a list of float32 arrays
+    """
 
     format = "saved_model"
 
