@@ -1,0 +1,247 @@
+"""AFF-ResNet-50 and iAFF-ResNet-50 (ImageNet), as the official code builds
+them.
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+"""
+
+from keras_aff.models import _common as C
+
+
+def _bottleneck(x, planes, stride, project, fusion, reduction_ratio, cfg, name):
+    """ResNet V1b bottleneck (stride on the 3x3) ending in
+    `ReLU(fusion(residual, shortcut))`."""
+    init = cfg["init"]
+    shortcut = x
+    if project:
+        shortcut = C.avg_down(x, stride, name=f"{name}_down_pool")
+        shortcut = C.conv(shortcut, planes * 4, 1, f"{name}_down_conv", init)
+        shortcut = C.batch_norm(shortcut, f"{name}_down_bn")
+    out = C.conv(x, planes, 1, f"{name}_conv1", init)
+    out = C.batch_norm(out, f"{name}_bn1")
+    out = C.relu(out, f"{name}_relu1")
+    out = C.conv(out, planes, 3, f"{name}_conv2", init, strides=stride)
+    out = C.batch_norm(out, f"{name}_bn2")
+    out = C.relu(out, f"{name}_relu2")
+    out = C.conv(out, planes * 4, 1, f"{name}_conv3", init)
+    out = C.batch_norm(out, f"{name}_bn3", zero_gamma=cfg["zero_gamma"])
+    out = C.fuse(
+        out,
+        shortcut,
+        fusion,
+        C.fusion_name(name, fusion),
+        reduction_ratio,
+        init,
+    )
+    return C.relu(out, f"{name}_out")
+
+
+def _resnet_d(
+    blocks_per_stage,
+    fusion,
+    fusion_stages,
+    reduction_ratio,
+    stem_width,
+    zero_init_residual,
+    kernel_initializer,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+):
+    """The family builder: the official `AFFResNet` (ResNet-50-D layout)."""
+    weights = C.validate_common(
+        fusion, weights, pooling, classes, include_top, classifier_activation
+    )
+    num_stages = len(blocks_per_stage)
+    fusion_stages = C.validate_fusion_stages(fusion_stages, num_stages)
+    C.validate_positive_int("reduction_ratio", reduction_ratio)
+    C.validate_bool("zero_init_residual", zero_init_residual)
+    cfg = {
+        "init": C.serialize_initializer(kernel_initializer),
+        "zero_gamma": zero_init_residual,
+    }
+    init = cfg["init"]
+    img_input, inputs = C.resolve_input(
+        input_tensor, input_shape, default_size=224, min_size=32
+    )
+
+    # Deep stem: 3x3/2 (w) -> 3x3 (w) -> 3x3 (2w), each BN + ReLU; max-pool.
+    x = C.conv(img_input, stem_width, 3, "stem_conv1", init, strides=2)
+    x = C.batch_norm(x, "stem_bn1")
+    x = C.relu(x, "stem_relu1")
+    x = C.conv(x, stem_width, 3, "stem_conv2", init)
+    x = C.batch_norm(x, "stem_bn2")
+    x = C.relu(x, "stem_relu2")
+    x = C.conv(x, stem_width * 2, 3, "stem_conv3", init)
+    x = C.batch_norm(x, "stem_bn3")
+    x = C.relu(x, "stem_relu3")
+    x = C.max_pool_3x3_s2(x, "stem_pool")
+
+    for s, num_blocks in enumerate(blocks_per_stage, start=1):
+        planes = 64 * 2 ** (s - 1)
+        stage_fusion = fusion if s in fusion_stages else "add"
+        for b in range(1, num_blocks + 1):
+            x = _bottleneck(
+                x,
+                planes,
+                stride=(1 if s == 1 else 2) if b == 1 else 1,
+                project=b == 1,
+                fusion=stage_fusion,
+                reduction_ratio=reduction_ratio,
+                cfg=cfg,
+                name=f"stage{s}_block{b}",
+            )
+
+    x = C.head(x, include_top, pooling, classes, classifier_activation, init)
+    return C.finish(inputs, x, name, weights)
+
+
+_SHARED_DOC = """
+    The official ImageNet network (`model/classification.py::AFFResNet` of
+    YimianDai/open-aff): a ResNet-50-D. Deep stem (3x3/2 conv 3->32, BN,
+    ReLU; 3x3 conv 32->32, BN, ReLU; 3x3 conv 32->64, BN, ReLU; 3x3/2
+    max-pool), then 3/4/6/3 V1b bottlenecks (stride on the 3x3) of widths
+    64/128/256/512 (outputs x4). The first block of every stage projects
+    the shortcut with AvgPool(stride) -> 1x1 conv -> BN. Each block ends
+    with `ReLU(fusion(residual, shortcut))`; the fusion is {fusion_desc} in
+    `fusion_stages` (default stages 3 and 4, the official
+    `start_layer=3`) and plain addition elsewhere. The last BN of every
+    block starts with gamma = 0 (`--last-gamma`). Strided convs and pools
+    pad symmetrically, as the official code does.
+
+    Args:
+        include_top: bool, default True. Whether to include the global
+            average pool and the `classes`-way Dense classifier.
+        weights: None (random initialization, the default) or the path to
+            a weights file (`.weights.h5`) saved from this architecture.
+            No pretrained weights are downloaded.
+        input_tensor: optional symbolic tensor (output of `keras.Input`) to
+            use as the image input.
+        input_shape: optional shape tuple, default (224, 224, 3) ((3, 224,
+            224) with channels_first). Height and width may be None; known
+            sizes must be at least 32.
+        pooling: None, "avg" or "max": pooling of the last feature map when
+            `include_top=False` (ignored otherwise).
+        classes: int, default 1000. Number of classes when
+            `include_top=True`.
+        classifier_activation: activation of the top layer, default
+            "softmax"; None returns logits.
+        name: model name; default "{default_name}" (for `fusion="add"`:
+            "resnet50d").
+        fusion: "aff", "iaff" or "add" (default "{fusion}"). "add" gives
+            the plain ResNet-50-D baseline from the same code.
+        fusion_stages: stages (1-4) whose blocks fuse with `fusion`,
+            default (3, 4).
+        reduction_ratio: int, default 16. Attention bottleneck ratio.
+        zero_init_residual: bool, default True. Start the last BN gamma of
+            each block at 0.
+        kernel_initializer: initializer of every conv and Dense kernel,
+            default the official `mx.init.MSRAPrelu()` (Gaussian, variance
+            2 / (1 + 0.25**2) / fan_avg).
+
+    Returns:
+        A `keras.Model`. Its stage outputs are the layers
+        `stage{{s}}_block{{last}}_out` (see `keras_aff.models.feature_model`).
+
+    Example:
+
+    >>> model = keras_aff.models.{public}(weights=None, input_shape=(64, 64, 3))
+    >>> model.output.shape
+    (None, 1000)
+
+    Reference:
+        Dai et al., Attentional Feature Fusion, WACV 2021,
+        https://arxiv.org/abs/2009.14082
+"""
+
+
+def AFFResNet50(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    fusion="aff",
+    fusion_stages=(3, 4),
+    reduction_ratio=16,
+    zero_init_residual=True,
+    kernel_initializer=C.MSRA_PRELU,
+):
+    return _resnet_d(
+        blocks_per_stage=(3, 4, 6, 3),
+        fusion=fusion,
+        fusion_stages=fusion_stages,
+        reduction_ratio=reduction_ratio,
+        stem_width=32,
+        zero_init_residual=zero_init_residual,
+        kernel_initializer=kernel_initializer,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or C.default_name(fusion, "resnet50", "resnet50d"),
+    )
+
+
+def IAFFResNet50(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    fusion="iaff",
+    fusion_stages=(3, 4),
+    reduction_ratio=16,
+    zero_init_residual=True,
+    kernel_initializer=C.MSRA_PRELU,
+):
+    return _resnet_d(
+        blocks_per_stage=(3, 4, 6, 3),
+        fusion=fusion,
+        fusion_stages=fusion_stages,
+        reduction_ratio=reduction_ratio,
+        stem_width=32,
+        zero_init_residual=zero_init_residual,
+        kernel_initializer=kernel_initializer,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or C.default_name(fusion, "resnet50", "resnet50d"),
+    )
+
+
+AFFResNet50.__doc__ = (
+    "AFF-ResNet-50 (ImageNet; 30.3M parameters in the official README).\n"
+    + _SHARED_DOC.format(
+        fusion="aff",
+        fusion_desc="AFF (output scale 2, as the official code)",
+        default_name="aff_resnet50",
+        public="AFFResNet50",
+    )
+)
+IAFFResNet50.__doc__ = (
+    "iAFF-ResNet-50 (ImageNet; 35.1M parameters in the official README).\n"
+    + _SHARED_DOC.format(
+        fusion="iaff",
+        fusion_desc="iAFF (output scale 1, as the official code)",
+        default_name="iaff_resnet50",
+        public="IAFFResNet50",
+    )
+)

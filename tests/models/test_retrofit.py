@@ -1,0 +1,336 @@
+"""`keras_aff.models.retrofit`: AFF / iAFF in place of residual additions."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_aff
+import keras_aff.models as M
+
+# keras.applications models with weights=None at 64x64 (their minimum is 32;
+# 64 keeps the last stage's BatchNorms away from a single value per channel).
+_APPS = {
+    "ResNet50": (keras.applications.ResNet50, 16),
+    "ResNet50V2": (keras.applications.ResNet50V2, 16),
+    "MobileNetV2": (keras.applications.MobileNetV2, 10),
+    "EfficientNetB0": (keras.applications.EfficientNetB0, 9),
+    "ConvNeXtTiny": (keras.applications.ConvNeXtTiny, 18),
+}
+_BUILT = {}
+
+
+def _app(name):
+    """(original, retrofitted, report), built once per session."""
+    if name not in _BUILT:
+        ctor, _ = _APPS[name]
+        keras.utils.set_random_seed(0)
+        base = ctor(
+            weights=None,
+            input_shape=(64, 64, 3),
+            classifier_activation=None,  # compare logits, not a softmax
+        )
+        new, report = M.retrofit(base, return_report=True)
+        _BUILT[name] = (base, new, report)
+    return _BUILT[name]
+
+
+def _images(n=2, seed=0, size=64):
+    rng = np.random.RandomState(seed)
+    return rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _assert_same_function(a, b, x, rtol=1e-4, modes=(False, True)):
+    """Equal up to float32 rounding: rtol on the output, with an absolute
+    floor at rtol x the output's scale (logits near zero). Training mode
+    only for models without dropout (and it moves BatchNorm statistics)."""
+    for training in modes:
+        ya, yb = _np(a(x, training=training)), _np(b(x, training=training))
+        scale = np.abs(ya).max()
+        np.testing.assert_allclose(yb, ya, rtol=rtol, atol=rtol * scale)
+
+
+# ---------------------------------------------------------------------------
+# keras.applications
+# ---------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(_APPS))
+def test_retrofit_keeps_the_function(name):
+    base, new, report = _app(name)
+    expected = _APPS[name][1]
+    assert len(report.replaced) == expected
+    assert report.skipped == []
+    fusions = [
+        layer for layer in new.layers if isinstance(layer, keras_aff.layers.AFF)
+    ]
+    assert len(fusions) == expected
+    assert {f.output_scale for f in fusions} == {2.0}
+    assert report.params_added == sum(r["params"] for r in report.replaced)
+    assert report.params_after == sum(
+        int(np.prod(w.shape)) for w in new.weights
+    )
+
+    # Every other layer kept (inputs included, by name), with its weights.
+    def input_names(m):
+        return [x._keras_history.operation.name for x in m.inputs]
+
+    assert input_names(new) == input_names(base)
+    kept = {layer.name for layer in new.layers} - {f.name for f in fusions}
+    for layer_name in kept:
+        old_w = base.get_layer(layer_name).get_weights()
+        new_w = new.get_layer(layer_name).get_weights()
+        assert len(old_w) == len(new_w)
+        for o, n in zip(old_w, new_w):
+            np.testing.assert_array_equal(o, n)
+    # The same function before fine-tuning (inference mode; these models
+    # have dropout, so training mode is compared on the models below).
+    x = _images(seed=1)
+    _assert_same_function(base, new, x, modes=(False,))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(_APPS))
+def test_retrofit_fine_tunes_and_leaves_the_original_alone(name):
+    base, new, _ = _app(name)
+    base_before = [_np(w) for w in base.weights]
+    new_before = {w.path: _np(w) for w in new.trainable_weights}
+    x = _images(n=2, seed=2)
+    y = np.arange(2)
+    with tf.GradientTape() as tape:
+        logits = new(x, training=True)
+        loss = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True
+            )
+        )
+    grads = tape.gradient(loss, new.trainable_weights)
+    assert all(g is not None for g in grads)
+    keras.optimizers.Adam(1e-3).apply(grads, new.trainable_weights)
+    moved = {
+        w.path
+        for w in new.trainable_weights
+        if not np.array_equal(new_before[w.path], _np(w))
+    }
+    # The zero-initialised gate BNs start learning ...
+    for fusion in (
+        layer for layer in new.layers if isinstance(layer, keras_aff.layers.AFF)
+    ):
+        for branch in ("local", "global"):
+            for var in ("gamma", "beta"):
+                path = f"{fusion.name}/attention/{branch}/bn2/{var}"
+                assert path in moved, path
+    # ... and so do the pretrained layers (the classifier and the convs).
+    head = [
+        layer for layer in base.layers if isinstance(layer, keras.layers.Dense)
+    ][-1]
+    assert f"{head.name}/kernel" in moved
+    conv_kernels = [
+        w.path
+        for w in new.trainable_weights
+        if w.path.endswith("/kernel") and "_aff/" not in w.path
+    ]
+    assert sum(p in moved for p in conv_kernels) > 0.9 * len(conv_kernels)
+    # The original model is untouched.
+    for w, b in zip(base.weights, base_before):
+        np.testing.assert_array_equal(_np(w), b)
+
+
+def test_retrofit_iaff_keeps_the_function():
+    base, _, _ = _app("MobileNetV2")
+    new, report = M.retrofit(base, fusion="iaff", return_report=True)
+    assert len(report.replaced) == 10
+    fusions = [
+        lay for lay in new.layers if isinstance(lay, keras_aff.layers.IAFF)
+    ]
+    assert len(fusions) == 10
+    assert {f.output_scale for f in fusions} == {2.0}
+    _assert_same_function(base, new, _images(seed=3), modes=(False,))
+
+
+# ---------------------------------------------------------------------------
+# Selection and report
+# ---------------------------------------------------------------------------
+def _toy(channels=(8, 32), three_way=False, dense_residual=False):
+    """conv -> [block: conv + Add] per width, optionally a 3-input Add and a
+    rank-2 residual."""
+    inp = keras.Input((16, 16, 3), name="img")
+    x = inp
+    for i, c in enumerate(channels):
+        x = keras.layers.Conv2D(c, 3, padding="same", name=f"c{i}a")(x)
+        y = keras.layers.Conv2D(c, 3, padding="same", name=f"c{i}b")(x)
+        y = keras.layers.BatchNormalization(name=f"bn{i}")(y)
+        x = keras.layers.Add(name=f"add{i}")([x, y])
+    if three_way:
+        x = keras.layers.Add(name="add3way")([x, x, x])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if dense_residual:
+        d = keras.layers.Dense(channels[-1], name="dense")(x)
+        x = keras.layers.Add(name="add_dense")([x, d])
+    out = keras.layers.Dense(5, name="head")(x)
+    return keras.Model(inp, out, name="toy")
+
+
+def test_select_by_name_and_by_callable():
+    model = _toy()
+    new, report = M.retrofit(
+        model, reduction_ratio=4, select=["add1"], return_report=True
+    )
+    assert [r["path"] for r in report.replaced] == ["add1"]
+    assert report.replaced[0]["fusion_layer"] == "add1_aff"
+    assert report.replaced[0]["channels"] == 32
+    assert report.replaced[0]["inter_channels"] == 8
+    assert [(s["path"], s["reason"]) for s in report.skipped] == [
+        ("add0", "not selected")
+    ]
+    assert isinstance(new.get_layer("add0"), keras.layers.Add)
+    _, report = M.retrofit(
+        model,
+        reduction_ratio=4,
+        select=lambda site: site.channels == 8,
+        return_report=True,
+    )
+    assert [r["path"] for r in report.replaced] == ["add0"]
+
+
+def test_min_channels_skips_and_reports():
+    model = _toy()
+    new, report = M.retrofit(
+        model, reduction_ratio=4, min_channels=16, return_report=True
+    )
+    assert [r["path"] for r in report.replaced] == ["add1"]
+    assert report.skipped[0]["path"] == "add0"
+    assert "8 channels < min_channels=16" in report.skipped[0]["reason"]
+    text = str(report)
+    assert "1 addition(s) replaced by AFF" in text
+    assert "skipped  add0" in text
+    # Default min_channels is the reduction ratio (one hidden channel).
+    _, report = M.retrofit(model, reduction_ratio=16, return_report=True)
+    assert [r["path"] for r in report.replaced] == ["add1"]
+
+
+def test_three_input_and_rank_2_additions():
+    model = _toy(three_way=True, dense_residual=True)
+    new, report = M.retrofit(model, reduction_ratio=4, return_report=True)
+    assert [r["path"] for r in report.replaced] == ["add0", "add1"]
+    reasons = {s["path"]: s["reason"] for s in report.skipped}
+    assert "adds 3 tensors" in reasons["add3way"]
+    assert "rank 2" in reasons["add_dense"]
+    x = np.random.RandomState(0).rand(2, 16, 16, 3).astype("float32")
+    _assert_same_function(model, new, x)
+    with pytest.raises(ValueError, match="adds 3 tensors"):
+        M.retrofit(model, reduction_ratio=4, select=["add3way"])
+
+
+def test_ops_add_nested_models_and_shared_layers():
+    # `x + y` on symbolic tensors (ConvNeXt style) inside a nested model,
+    # and an Add layer shared by two calls.
+    inner_in = keras.Input((8, 8, 16))
+    h = keras.layers.Conv2D(16, 1, name="inner_conv")(inner_in)
+    inner = keras.Model(inner_in, inner_in + h, name="inner")
+    shared = keras.layers.Add(name="shared_add")
+    inp = keras.Input((8, 8, 16))
+    a = inner(inp)
+    b = shared([a, keras.layers.Conv2D(16, 1, name="c1")(a)])
+    c = shared([b, keras.layers.Conv2D(16, 1, name="c2")(b)])
+    model = keras.Model(inp, c, name="outer")
+    new, report = M.retrofit(model, reduction_ratio=4, return_report=True)
+    paths = sorted(r["path"] for r in report.replaced)
+    assert paths[0].startswith("inner/") and paths[1] == "shared_add"
+    kinds = {r["path"]: r["kind"] for r in report.replaced}
+    assert kinds[paths[0]] == "ops.add"
+    assert kinds["shared_add"] == "Add layer"
+    # One fusion layer, shared the same way the Add was.
+    shared_aff = new.get_layer("shared_add_aff")
+    assert len(shared_aff._inbound_nodes) == 2
+    assert isinstance(new.get_layer("inner"), keras.Model)
+    x = np.random.RandomState(1).randn(2, 8, 8, 16).astype("float32")
+    _assert_same_function(model, new, x)
+
+
+def test_retrofit_round_trips_through_keras_file(tmp_path):
+    new = M.retrofit(_toy(), reduction_ratio=4)
+    path = str(tmp_path / "toy_aff.keras")
+    new.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.RandomState(2).rand(2, 16, 16, 3).astype("float32")
+    np.testing.assert_allclose(
+        _np(loaded(x, training=False)), _np(new(x, training=False)), rtol=1e-6
+    )
+
+
+def test_compiled_model_stays_compiled():
+    model = _toy()
+    model.compile(optimizer="sgd", loss="mse")
+    new = M.retrofit(model, reduction_ratio=4)
+    assert new.compiled
+    x = np.random.RandomState(3).rand(4, 16, 16, 3).astype("float32")
+    new.train_on_batch(x, np.zeros((4, 5), "float32"))
+
+
+def test_mixed_precision_policy_is_kept():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = _toy()
+    keras.mixed_precision.set_global_policy("float32")
+    new = M.retrofit(model, reduction_ratio=4)
+    aff = new.get_layer("add1_aff")
+    assert aff.dtype_policy.name == "mixed_float16"
+    assert aff.variable_dtype == "float32"
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+def test_sequential_model_is_refused():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="Sequential model"):
+        M.retrofit(model)
+
+
+def test_subclassed_model_is_refused():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x) + x
+
+    model = Net()
+    model(np.zeros((1, 2), "float32"))
+    with pytest.raises(ValueError, match="subclassed model of type 'Net'"):
+        M.retrofit(model)
+    with pytest.raises(ValueError, match="Received: model="):
+        M.retrofit(keras.layers.Dense(2))
+
+
+def test_inputs_of_different_shapes_are_refused():
+    inp = keras.Input((8, 8, 16))
+    gap = keras.layers.GlobalAveragePooling2D(keepdims=True)(inp)
+    model = keras.Model(inp, keras.layers.Add(name="bcast")([inp, gap]))
+    with pytest.raises(ValueError, match="'bcast'.*differ in shape"):
+        M.retrofit(model, reduction_ratio=4)
+    # The message says how to leave it out; leaving it out works.
+    new, report = M.retrofit(
+        model, reduction_ratio=4, select=lambda s: False, return_report=True
+    )
+    assert report.replaced == [] and len(report.skipped) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"fusion": "add"}, "Received: fusion='add'"),
+        ({"reduction_ratio": 0}, "Received: reduction_ratio=0"),
+        ({"min_channels": 2, "reduction_ratio": 4}, "min_channels=2"),
+        ({"select": ["nope"]}, r"\['nope'\] are not two-input additions"),
+        ({"select": 3}, "Received: select=3"),
+        ({"data_format": "nhwc"}, "Received: data_format='nhwc'"),
+    ],
+)
+def test_argument_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        M.retrofit(_toy(), **kwargs)
