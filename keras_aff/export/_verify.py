@@ -209,9 +209,10 @@ def check_model(model):
         )
     if not model.built or not getattr(model, "inputs", None):
         raise ValueError(
-            "Expected `model` to be a built model with known inputs (a "
-            "Functional or Sequential model, or a subclassed model called "
-            "once on data). Received: a model without `inputs`."
+            "Expected `model` to be a Functional or Sequential model with "
+            "declared inputs. A subclassed model has none: wrap it, e.g. "
+            "`inp = keras.Input(shape); keras.Model(inp, model(inp))`. "
+            f"Received: model={model.name!r} without `inputs`"
         )
     return model
 
@@ -263,11 +264,9 @@ def _rebuild(model, transform):
     # new code: rebuilding them is as safe as calling the model.
     with SafeModeScope(False):
         new = model.__class__.from_config(config)
-    if not new.built:
-        raise ValueError("the rebuilt model is not built")
+    if not isinstance(new, keras.Model) or not new.built:
+        raise ValueError("from_config did not return a built keras.Model")
     new.set_weights(model.get_weights())
-    if not isinstance(new, keras.Model):  # pragma: no cover
-        raise ValueError("from_config did not return a keras.Model")
     return new
 
 
@@ -772,12 +771,12 @@ class StagedPath:
     """Writes an artifact next to its destination and moves it into place
     only once it is verified; on failure nothing is left at `path`."""
 
-    def __init__(self, path, suffix=""):
+    def __init__(self, path):
         self.path = os.fspath(path)
         parent = os.path.dirname(os.path.abspath(self.path)) or "."
         os.makedirs(parent, exist_ok=True)
         base = os.path.basename(os.path.normpath(self.path))
-        self.tmp = os.path.join(parent, f".{base}.unverified{suffix}")
+        self.tmp = os.path.join(parent, f".{base}.unverified")
         self._remove(self.tmp)
 
     @staticmethod

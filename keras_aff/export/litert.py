@@ -243,7 +243,7 @@ def export_litert(
     Conversion goes through a temporary SavedModel
     (`TFLiteConverter.from_saved_model`) with builtin ops only: no Flex /
     SELECT_TF_OPS and no custom ops, so the file runs on the stock LiteRT
-    runtime (Android, iOS, microcontrollers' full runtime). A
+    runtime (Android, iOS, Linux). A
     mixed-precision model is rebuilt in float32 with the same weights
     first (LiteRT cannot convert mixed graphs).
 
@@ -265,6 +265,10 @@ def export_litert(
         - int8: on the calibration data, top-1 agreement >= 0.9 for
           classifier outputs (rank 2) and mean abs error <= 0.1 times the
           output scale; max error and mean error are reported.
+    The interpreter uses its default XNNPACK delegate, as apps do; if
+    XNNPACK refuses the model (it does for some int8 models calibrated on
+    data that leaves a tensor constant) the check runs on the builtin
+    kernels, warns, and adds a note to the report.
 
     Args:
         model: a built `keras.Model` (TensorFlow backend).
