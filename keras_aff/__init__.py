@@ -2,14 +2,29 @@
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
-Subpackages: `keras_aff.layers` (MSCAM, AFF, IAFF), `keras_aff.models`
-(paper backbones, retrofit), `keras_aff.export` (SavedModel, LiteRT, ONNX),
-`keras_aff.interop` (official PyTorch weights). `keras_aff.legacy` (tf_keras
-twin) and `keras_aff.qat` (tfmot) are imported on demand.
+Subpackages:
+
+- `keras_aff.layers`: `MSCAM`, `AFF`, `IAFF` (Keras 3, every backend).
+- `keras_aff.models`: the paper's AFF/iAFF ResNet-50, ResNeXt-50 and CIFAR
+  networks, stage outputs for dense prediction, and `retrofit`.
+- `keras_aff.export`: verified SavedModel, LiteRT and ONNX exports
+  (TensorFlow backend; TensorFlow is imported only when you export).
+- `keras_aff.interop`: weights of the official PyTorch implementation.
+- `keras_aff.legacy` (tf_keras twin) and `keras_aff.qat` (tfmot
+  quantization-aware training) are imported on demand: they need the `qat`
+  extra.
+
+Example:
+
+>>> import keras_aff
+>>> fuse = keras_aff.layers.AFF(reduction_ratio=4)
 """
 
 __version__ = "0.1.0"
 
+from keras_aff import export  # noqa: E402
+from keras_aff import interop  # noqa: E402
 from keras_aff import layers  # noqa: E402
+from keras_aff import models  # noqa: E402
 
-__all__ = ["__version__", "layers"]
+__all__ = ["__version__", "export", "interop", "layers", "models"]
