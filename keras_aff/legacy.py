@@ -403,7 +403,7 @@ def _collect(layer, prefix, out, owners):
         owners[key] = inner.name
 
 
-def weight_paths(obj):
+def weight_paths(obj) -> dict:
     """Maps each weight of a model or layer to a flavour-neutral path.
 
     Works on Keras 3 and tf_keras models and layers, including models made
@@ -450,7 +450,7 @@ def _value(variable):
     return np.asarray(variable)
 
 
-def copy_weights(source, target, strict=True):
+def copy_weights(source, target, strict: bool = True) -> list:
     """Copies weights from `source` to `target`, matched by variable path.
 
     Use it to move trained weights between a Keras 3 model and its tf_keras

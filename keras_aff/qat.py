@@ -578,7 +578,7 @@ def _interpreter(tflite_model, xnnpack=True):
     return litert.Interpreter(model_content=bytes(tflite_model), **kwargs)
 
 
-def inspect_litert(tflite_model):
+def inspect_litert(tflite_model: bytes) -> dict:
     """Op counts and tensor dtypes of a LiteRT model; finds float islands.
 
     A tensor that flows between two ops (produced by one op, read by
@@ -705,7 +705,7 @@ def _run_litert(tflite_model, inputs):
     return np.stack(results), xnnpack
 
 
-def run_litert(tflite_model, inputs):
+def run_litert(tflite_model: bytes, inputs) -> np.ndarray:
     """Runs a LiteRT model on a batch, one sample at a time.
 
     Float inputs are quantized with the model's input scale and zero point
@@ -740,10 +740,10 @@ def convert_to_int8_litert(
     model,
     sample_inputs,
     representative_dataset=None,
-    int8_io=True,
-    tolerance=0.1,
+    int8_io: bool = True,
+    tolerance: float = 0.1,
     path=None,
-):
+) -> tuple:
     """Converts to a fully int8 LiteRT model and verifies it.
 
     A QAT model (`quantize_model`) carries its own ranges and needs no
