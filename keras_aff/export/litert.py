@@ -157,8 +157,6 @@ class LiteRTRunner(_verify.Runner):
         )
 
     def _start(self):
-        # Keep the interpreter: its signature runner does not hold it, and
-        # a collected interpreter frees the XNNPACK delegate under it.
         self.interpreter = self._make()
         self.runner = self.interpreter.get_signature_runner()
 
