@@ -54,6 +54,30 @@ def _train_size(name):
     return 32 if M.model_info(name).dataset == "imagenet" else 8
 
 
+def _tiny(name="tiny"):
+    """A one-block-per-stage AFF-ResNet (widths 16/32/64) from the CIFAR
+    family builder: the contract checks that need no full-size network."""
+    from keras_aff.models.cifar import _cifar_resnet
+
+    return _cifar_resnet(
+        blocks_per_stage=1,
+        widths=(16, 32, 64),
+        stem_width=16,
+        fusion="aff",
+        fusion_stages=(1, 2, 3),
+        reduction_ratio=4,
+        kernel_initializer="glorot_uniform",
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=10,
+        classifier_activation="softmax",
+        name=name,
+    )
+
+
 def _count(weights):
     return int(sum(int(np.prod(w.shape)) for w in weights))
 
@@ -386,7 +410,7 @@ def test_keras_round_trip(name, tmp_path):
 
 def test_keras_round_trip_in_a_fresh_process(tmp_path):
     """Loading needs no custom_objects, only `import keras_aff`."""
-    model = session_model("aff_resnet32")
+    model = _tiny()
     x = _batch("aff_resnet32", seed=3)
     path = tmp_path / "m.keras"
     model.save(path)
@@ -572,32 +596,11 @@ def test_channels_first_equals_channels_last_under_xla():
     keras.applications. TF's CPU kernels cannot run NCHW convolutions
     without oneDNN, so the comparison runs under XLA (on a one-block-per-
     stage AFF-ResNet, to keep the compile short)."""
-    from keras_aff.models.cifar import _cifar_resnet
-
-    def build():
-        return _cifar_resnet(
-            blocks_per_stage=1,
-            widths=(16, 32, 64),
-            stem_width=16,
-            fusion="aff",
-            fusion_stages=(1, 2, 3),
-            reduction_ratio=4,
-            kernel_initializer="glorot_uniform",
-            include_top=True,
-            weights=None,
-            input_tensor=None,
-            input_shape=None,
-            pooling=None,
-            classes=10,
-            classifier_activation="softmax",
-            name="tiny",
-        )
-
-    ref = build()
+    ref = _tiny()
     x = _batch("aff_resnet32", seed=6)
     expected = keras.ops.convert_to_numpy(ref(x, training=False))
     keras.config.set_image_data_format("channels_first")
-    model = build()
+    model = _tiny()
     assert tuple(model.input.shape) == (None, 3, 32, 32)
     shapes = {k: tuple(v.shape) for k, v in M.pyramid_outputs(model).items()}
     assert shapes == {
