@@ -15,6 +15,7 @@ It reuses no layer code: weights are read by variable path
 and every computation runs in float64 on channels-last arrays.
 """
 
+import keras
 import numpy as np
 
 
@@ -26,15 +27,17 @@ def weights_by_path(layer):
 
     Example:
 
-    >>> w = weights_by_path(keras_aff.layers.AFF()  # after building
-    ...                     )["attention/global/bn2/gamma"]
+    >>> layer = keras_aff.layers.AFF()
+    >>> layer.build([(None, 4, 4, 8)] * 2)
+    >>> weights_by_path(layer)["attention/global/bn2/gamma"].shape
+    (8,)
     """
     out = {}
     for v in layer.weights:
         key = "/".join(v.path.split("/")[-4:])
         if key in out:
             raise AssertionError(f"duplicate variable path suffix {key}")
-        out[key] = np.asarray(v.numpy(), dtype=np.float64)
+        out[key] = np.asarray(keras.ops.convert_to_numpy(v), np.float64)
     return out
 
 
