@@ -46,22 +46,26 @@ def make_dataset(n, size=32, seed=0):
     labels = rng.integers(0, NUM_CLASSES, n)
     images = np.empty((n, size, size, 3), "float32")
     for i, c in enumerate(labels):
-        # Class c: fine grating at angle (c % 5) * 36 deg, coarse grating
-        # whose angle is set by c // 5 (two families sharing fine angles).
-        a_fine = np.pi * (c % 5) / 5 + rng.normal(0, 0.05)
-        a_coarse = np.pi / 4 + (c // 5) * np.pi / 2 + rng.normal(0, 0.05)
+        # Class c: a fine grating at angle (c % 5) * 36 deg, modulated by a
+        # coarse grating whose angle is set by c // 5 (two families sharing
+        # the fine angles), under jittered angles and frequencies, random
+        # phase, colour and contrast, and strong pixel noise.
+        a_fine = np.pi * (c % 5) / 5 + rng.normal(0, 0.12)
+        a_coarse = np.pi / 4 + (c // 5) * np.pi / 2 + rng.normal(0, 0.25)
+        f_fine = rng.uniform(4, 7)
         fine = np.sin(
-            2 * np.pi * 6 * (xx * np.cos(a_fine) + yy * np.sin(a_fine))
+            2 * np.pi * f_fine * (xx * np.cos(a_fine) + yy * np.sin(a_fine))
             + rng.uniform(0, 2 * np.pi)
         )
         coarse = np.sin(
-            2 * np.pi * 1 * (xx * np.cos(a_coarse) + yy * np.sin(a_coarse))
+            2 * np.pi * (xx * np.cos(a_coarse) + yy * np.sin(a_coarse))
             + rng.uniform(0, 2 * np.pi)
         )
-        pattern = 0.5 * fine * (0.6 + 0.4 * coarse) + 0.5 * coarse
+        pattern = rng.uniform(0.15, 0.5) * fine * (0.5 + 0.5 * coarse)
+        pattern += 0.4 * coarse
         colour = rng.uniform(0.3, 1.0, 3)
-        img = 0.5 + 0.4 * rng.uniform(0.5, 1.0) * pattern[..., None] * colour
-        img += rng.normal(0, 0.15, img.shape)
+        img = 0.5 + 0.5 * pattern[..., None] * colour
+        img += rng.normal(0, 0.3, img.shape)
         images[i] = np.clip(img, 0, 1)
     return images, labels
 
