@@ -47,11 +47,11 @@ def _batch(name, n=2, seed=0, size=None):
 
 # Grouped-convolution gradients are slow on TF's CPU kernels (about 2 min
 # for AFF-ResNeXt-38 at 32x32, batch 8), so the training step uses the
-# smallest images that keep more than one value per channel in every
-# BatchNorm: 32x32 for the ImageNet nets (stage 4 is 1x1, batch 4), 8x8
-# for the CIFAR nets (stage 3 is 2x2).
+# smallest images the networks accept, with a batch of 4 so that every
+# BatchNorm still sees 4 values per channel: 32x32 for the ImageNet nets,
+# 4x4 for the CIFAR nets (their last stage is then 1x1).
 def _train_size(name):
-    return 32 if M.model_info(name).dataset == "imagenet" else 8
+    return 32 if M.model_info(name).dataset == "imagenet" else 4
 
 
 def _tiny(name="tiny"):
