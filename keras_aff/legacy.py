@@ -175,8 +175,10 @@ class _LegacyMixin:
             # Keras 3 serializes the dtype policy as an object; tf_keras
             # takes the policy name.
             config["dtype"] = dtype["config"]["name"]
-        for key in ("kernel_initializer",):
-            config[key] = _legacy_initializer(config.get(key))
+        if "kernel_initializer" in config:
+            config["kernel_initializer"] = _legacy_initializer(
+                config["kernel_initializer"]
+            )
         config.pop("autocast", None)
         config.pop("activity_regularizer", None)
         return cls(**config)

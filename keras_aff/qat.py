@@ -65,6 +65,7 @@ from keras_aff.layers import _impl
 __all__ = [
     "OutputQuantizeConfig",
     "aff_block",
+    "calibrate_ranges",
     "convert_to_int8_litert",
     "iaff_block",
     "inspect_litert",
@@ -557,6 +558,82 @@ def quantize_model(model, unroll=True):
         annotated = tf_keras.models.clone_model(model, clone_function=_annotate)
         annotated = _qk.quantize_annotate_model(annotated)
         return _qk.quantize_apply(annotated)
+
+
+def calibrate_ranges(model, x):
+    """Sets a QAT model's quantization ranges to those observed on `x`.
+
+    tfmot starts every moving-average activation range at [-6, 6] and moves
+    it with an EMA of decay 0.999: after 1,000 training steps it still
+    holds 37 % of the initial value, so a short QAT fine-tune trains and
+    converts with ranges far wider than the activations (coarse int8
+    steps). This runs one training-mode pass over `x` with the EMA decay
+    set to 0, so each activation range becomes the observed
+    [min(batch), max(batch)] (with 0 included, as tfmot requires);
+    fine-tuning then continues the EMA from there. The input range and the
+    weight ranges are set as a training step would set them. Every other
+    variable (BatchNormalization statistics, weights, tfmot's step
+    counters) is restored afterwards.
+
+    It works by wrapping tfmot 0.8's `quant_ops` range functions for the
+    duration of the call (eager mode only).
+
+    Args:
+        model: a QAT model from `quantize_model` (or tfmot's
+            `quantize_apply`).
+        x: numpy array, one batch of representative inputs (a few hundred
+            samples; BatchNormalization runs on batch statistics).
+
+    Returns:
+        The number of (min, max) range pairs set.
+
+    Example:
+
+    >>> from keras_aff import qat
+    >>> q = qat.quantize_model(twin)  # doctest: +SKIP
+    >>> qat.calibrate_ranges(q, x_train[:256])  # doctest: +SKIP
+    58
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import (
+        quant_ops,
+    )
+
+    if not tf.executing_eagerly():
+        raise RuntimeError(
+            "`calibrate_ranges` runs eagerly; call it outside tf.function. "
+            "Received: a call in graph mode"
+        )
+    saved = [(v, v.numpy()) for v in model.weights]
+    ranges = set()
+    originals = {
+        name: getattr(quant_ops, name)
+        for name in (
+            "MovingAvgQuantize",
+            "LastValueQuantize",
+            "AllValuesQuantize",
+        )
+    }
+
+    def recording(name):
+        def quantize(inputs, min_var, max_var, *args, **kwargs):
+            if name == "MovingAvgQuantize":
+                kwargs["ema_decay"] = 0.0
+            ranges.update((id(min_var), id(max_var)))
+            return originals[name](inputs, min_var, max_var, *args, **kwargs)
+
+        return quantize
+
+    for name in originals:
+        setattr(quant_ops, name, recording(name))
+    try:
+        model(np.asarray(x, dtype=np.float32), training=True)
+    finally:
+        for name, fn in originals.items():
+            setattr(quant_ops, name, fn)
+    for variable, value in saved:
+        if id(variable) not in ranges:
+            variable.assign(value)
+    return len(ranges) // 2
 
 
 # ---------------------------------------------------------------------------

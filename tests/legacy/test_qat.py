@@ -295,6 +295,27 @@ def test_qat_checkpoint_formats(qat, tmp_path):
             tf_keras.models.load_model(keras_file)
 
 
+def test_calibrate_ranges(qat):
+    m2 = small_cnn("tf_keras")
+    randomize(m2)
+    q = qat.quantize_model(m2)
+    x = np.random.default_rng(0).uniform(size=(64, 8, 8, 3)).astype("float32")
+    ranges = [v for v in q.weights if v.name.endswith("output_max:0")]
+    assert ranges and all(v.numpy() == 6.0 for v in ranges)  # tfmot's init
+    own = {p: v.numpy().copy() for p, v in legacy.weight_paths(q).items()}
+    assert qat.calibrate_ranges(q, x) > len(ranges)
+    # The ranges now come from the data; weights and BatchNorm statistics
+    # are untouched.
+    assert not any(v.numpy() == 6.0 for v in ranges)
+    assert all(v.numpy() >= 0.0 for v in ranges)
+    for path, variable in legacy.weight_paths(q).items():
+        np.testing.assert_array_equal(variable.numpy(), own[path])
+    # Convertible straight away (input and kernel ranges set too).
+    _, report = qat.convert_to_int8_litert(q, x[:8])
+    assert report["fully_int8"]
+    assert report["max_abs_error"] <= report["tolerance_abs"]
+
+
 def test_qat_weights_port_back_to_keras3(qat, trained_qat):
     q, x = trained_qat
     m3 = small_cnn("keras3", output_scale=2.0)
