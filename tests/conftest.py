@@ -7,9 +7,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# Test directories whose models are built once per module or session and
+# shared between tests: clearing the Keras session under them would cost
+# 0.5-1 s per test (large backbones alive) and buys nothing.
+KEEP_SESSION_DIRS = {"models", "export"}
+
 
 @pytest.fixture(autouse=True)
-def _clean_keras_state():
+def _clean_keras_state(request):
     """Every test starts with float32, channels_last and a fixed seed."""
     keras.mixed_precision.set_global_policy("float32")
     keras.config.set_image_data_format("channels_last")
@@ -17,6 +22,7 @@ def _clean_keras_state():
     yield
     keras.mixed_precision.set_global_policy("float32")
     keras.config.set_image_data_format("channels_last")
-    # Without a full gc.collect(): it costs ~0.4 s per test once TensorFlow
-    # is imported; Python's own collector still runs.
-    keras.backend.clear_session(free_memory=False)
+    if request.path.parent.name not in KEEP_SESSION_DIRS:
+        # Without a full gc.collect(): it costs ~0.4 s per test once
+        # TensorFlow is imported; Python's own collector still runs.
+        keras.backend.clear_session(free_memory=False)
