@@ -257,6 +257,7 @@ def main(argv=None):
             "tensor_dtypes",
             "fully_int8",
             "max_abs_error",
+            "mean_abs_error",
             "tolerance_abs",
             "top1_agreement",
             "xnnpack",

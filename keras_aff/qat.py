@@ -818,7 +818,7 @@ def convert_to_int8_litert(
     sample_inputs,
     representative_dataset=None,
     int8_io: bool = True,
-    tolerance: float = 0.1,
+    tolerance: float = 0.15,
     path=None,
 ) -> tuple:
     """Converts to a fully int8 LiteRT model and verifies it.
@@ -837,8 +837,8 @@ def convert_to_int8_litert(
        model; PTQ: the float model) must be at most `tolerance * (max - min
        of the Keras output)`, and never less than 2 output quantization
        steps. int8 rounds every activation, so the tolerance is relative to
-       the output range. The report also gives the top-1 agreement for
-       class scores.
+       the output range. The report also gives the mean absolute error and
+       the top-1 agreement for class scores.
 
     Args:
         model: a tf_keras model (QAT or float). Keras 3 models work for
@@ -850,14 +850,18 @@ def convert_to_int8_litert(
         int8_io: bool, default True: int8 input and output (the model is
             int8 end to end). False keeps float32 I/O (one QUANTIZE at the
             input, one DEQUANTIZE at the output).
-        tolerance: float, default 0.1. Allowed max absolute error as a
-            fraction of the Keras output range.
+        tolerance: float, default 0.15. Allowed max absolute error as a
+            fraction of the Keras output range. Measured on the digits
+            example: QAT 0.4-8 % of the range (one outlier run), PTQ 3-7 %;
+            the converter bugs this guards against (e.g. swapped operands)
+            give 30 % and more.
         path: optional file path; the flatbuffer is written there after the
             checks pass.
 
     Returns:
         `(tflite_bytes, report)`: `report` is `inspect_litert`'s dict plus
-        `max_abs_error`, `tolerance_abs`, `output_range`, `top1_agreement`
+        `max_abs_error`, `mean_abs_error`, `tolerance_abs`, `output_range`,
+        `top1_agreement`
         (None for non-2-D outputs), `xnnpack` (False when the XNNPACK
         delegate refused the model, e.g. a requantization scale >= 256 after
         a dead ReLU, and the builtin kernels ran it) and `path`.
@@ -947,6 +951,7 @@ def convert_to_int8_litert(
     expected = np.asarray(model(sample_inputs, training=False))
     got, xnnpack = _run_litert(tflite_model, sample_inputs)
     error = float(np.max(np.abs(got - expected)))
+    mean_error = float(np.mean(np.abs(got - expected)))
     output_range = float(expected.max() - expected.min())
     step = report["output_step"]
     allowed = max(tolerance * output_range, 2.0 * step)
@@ -957,6 +962,7 @@ def convert_to_int8_litert(
         )
     report.update(
         max_abs_error=error,
+        mean_abs_error=mean_error,
         output_range=output_range,
         tolerance=tolerance,
         tolerance_abs=allowed,
