@@ -49,23 +49,17 @@ def qat():
 
 
 @pytest.fixture(autouse=True)
-def _clean_state():
-    """float32 policies, channels_last, fixed seeds and the environment
-    variable restored, for both Keras flavours."""
+def _clean_tf_keras_state():
+    """tf_keras' side of the root fixture (float32 policy, channels_last,
+    fixed seed, cleared session), and TF_USE_LEGACY_KERAS restored."""
     import tf_keras
 
     before = os.environ.get(_ENV)
-    for mp in (keras.mixed_precision, tf_keras.mixed_precision):
-        mp.set_global_policy("float32")
-    keras.config.set_image_data_format("channels_last")
+    tf_keras.mixed_precision.set_global_policy("float32")
     tf_keras.backend.set_image_data_format("channels_last")
-    keras.utils.set_random_seed(1234)
     tf_keras.utils.set_random_seed(1234)
     yield
-    for mp in (keras.mixed_precision, tf_keras.mixed_precision):
-        mp.set_global_policy("float32")
-    keras.config.set_image_data_format("channels_last")
+    tf_keras.mixed_precision.set_global_policy("float32")
     tf_keras.backend.set_image_data_format("channels_last")
     tf_keras.backend.clear_session()
-    keras.backend.clear_session(free_memory=False)
     _restore_env(before)
