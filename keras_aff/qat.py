@@ -37,6 +37,8 @@ QAT checkpoints: `model.save(path, save_format="tf")` (load inside
 """
 
 import contextlib
+import os
+import tempfile
 import warnings
 
 try:
@@ -72,7 +74,6 @@ __all__ = [
     "mscam_block",
     "quantize_model",
     "quantize_scope",
-    "run_litert",
     "unroll_fusion_layers",
 ]
 
@@ -642,17 +643,19 @@ def calibrate_ranges(model, x):
 _INTEGER_AUX = ("int32", "int64")
 
 
-def _interpreter(tflite_model, xnnpack=True):
+def _interpreter(tflite_model):
+    """An interpreter for inspection (builtin kernels: no delegate has to
+    accept the model to list its tensors)."""
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # pragma: no cover - depends on the environment
         from tensorflow.lite.python import interpreter as litert
-    kwargs = {}
-    if not xnnpack:
-        kwargs["experimental_op_resolver_type"] = (
+    return litert.Interpreter(
+        model_content=bytes(tflite_model),
+        experimental_op_resolver_type=(
             litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
-    return litert.Interpreter(model_content=bytes(tflite_model), **kwargs)
+        ),
+    )
 
 
 def inspect_litert(tflite_model: bytes) -> dict:
@@ -748,62 +751,70 @@ def inspect_litert(tflite_model: bytes) -> dict:
     }
 
 
-def _run_litert(tflite_model, inputs):
-    """(outputs, whether the default XNNPACK delegate ran them)."""
-    interp = _interpreter(tflite_model)
-    xnnpack = True
-    try:
-        interp.allocate_tensors()
-    except RuntimeError as e:
-        if "XNNPACK" not in str(e):
-            raise
-        # XNNPACK refuses int8 ops whose requantization scale is outside
-        # [2^-32, 256), e.g. a 1x1 conv after a ReLU whose calibrated range
-        # is ~0 (dead channels). The builtin kernels run them.
-        interp = _interpreter(tflite_model, xnnpack=False)
-        interp.allocate_tensors()
-        xnnpack = False
-    (inp,) = interp.get_input_details()
-    (out,) = interp.get_output_details()
-    inputs = np.asarray(inputs, dtype=np.float32)
-    results = []
-    for sample in inputs:
-        x = sample[None]
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        y = interp.get_tensor(out["index"])
-        if out["dtype"] == np.int8:
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        results.append(np.asarray(y, dtype=np.float32)[0])
-    return np.stack(results), xnnpack
+def _convert(model, representative_dataset, int8_io):
+    """Flatbuffer of `model(x, training=False)`, variables frozen.
 
-
-def run_litert(tflite_model: bytes, inputs) -> np.ndarray:
-    """Runs a LiteRT model on a batch, one sample at a time.
-
-    Float inputs are quantized with the model's input scale and zero point
-    when the model takes int8, and int8 outputs are dequantized, so the
-    result compares directly with the Keras model's output. Uses the default
-    XNNPACK delegate, or the builtin kernels where XNNPACK refuses the model
-    (see `convert_to_int8_litert`'s `xnnpack` report entry).
-
-    Args:
-        tflite_model: bytes of a `.tflite` flatbuffer with one input.
-        inputs: numpy array, a batch of float inputs.
-
-    Returns:
-        A float32 numpy array of outputs, batch first.
-
-    Example:
-
-    >>> from keras_aff import qat
-    >>> y = qat.run_litert(tflite_bytes, x_test[:8])  # doctest: +SKIP
+    `from_keras_model` first writes and re-reads a full Keras SavedModel:
+    ~20x slower for a tf_keras QAT model (592 traced functions for a small
+    CNN), same flatbuffer. `from_concrete_functions` with the model as
+    `trackable_obj` is as slow for tf_keras and leaves a Keras 3 model's
+    variables unfrozen (NaN outputs); without any trackable it takes a
+    deprecated path that writes no signature. So: freeze the function, and
+    give an empty `tf.Module` as the trackable, which yields a
+    `serving_default` signature (input named after the model's input) that
+    `keras_aff.export.load_artifact` runs.
     """
-    return _run_litert(tflite_model, inputs)[0]
+    from tensorflow.python.framework import convert_to_constants
+
+    x = model.inputs[0]
+    name = getattr(getattr(x, "_keras_history", None), "layer", None)
+    spec = tf.TensorSpec(
+        [None] + list(x.shape[1:]),
+        x.dtype,
+        name=getattr(name, "name", None) or "inputs",
+    )
+
+    def serve(inputs):
+        return model(inputs, training=False)
+
+    # autograph=False: the model call needs no conversion (Keras converts
+    # its layers itself).
+    fn = tf.function(serve, autograph=False).get_concrete_function(spec)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(fn)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [frozen], tf.Module()
+    )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative_dataset is not None:
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        ]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        # A QAT model's input range comes from its QuantizeLayer; the
+        # converter still warns that no input statistics were given.
+        warnings.filterwarnings(
+            "ignore", message="Statistics for quantized inputs were expected"
+        )
+        return converter.convert()
+
+
+def _run(tflite_model, inputs):
+    """(float outputs, whether XNNPACK ran them), through the project's
+    LiteRT runner (int8 I/O quantized with the model's scales; builtin
+    kernels where XNNPACK refuses the model)."""
+    import keras_aff.export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(tflite_model)
+        predictor = keras_aff.export.load_artifact(path)
+        (outputs,) = predictor(inputs)
+        return np.asarray(outputs, dtype=np.float32), predictor.xnnpack
 
 
 def _is_qat(model):
@@ -824,8 +835,16 @@ def convert_to_int8_litert(
     """Converts to a fully int8 LiteRT model and verifies it.
 
     A QAT model (`quantize_model`) carries its own ranges and needs no
-    representative dataset. A float model (post-training quantization) or a
-    QAT model built with `unroll=False` needs `representative_dataset`.
+    representative dataset. A QAT model built with `unroll=False`, or a
+    float tf_keras model (post-training quantization), needs
+    `representative_dataset`. For post-training quantization of a Keras 3
+    model, `keras_aff.export.export_litert(model, path, quantization="int8",
+    representative_data=...)` is the project's exporter; `inspect_litert`
+    checks its output is fully int8.
+
+    The flatbuffer has a `serving_default` signature (input named after the
+    model's input layer), so `keras_aff.export.load_artifact(path)` runs it
+    with float inputs and outputs.
 
     Two checks run before anything is returned or written; each raises
     `ValueError` with the details:
@@ -841,8 +860,7 @@ def convert_to_int8_litert(
        the top-1 agreement for class scores.
 
     Args:
-        model: a tf_keras model (QAT or float). Keras 3 models work for
-            post-training quantization.
+        model: a tf_keras model (QAT or float) with one input.
         sample_inputs: numpy array, a batch of inputs for the numeric check.
         representative_dataset: optional callable yielding `[batch]` lists,
             as `TFLiteConverter.representative_dataset`. Required for float
@@ -896,44 +914,7 @@ def convert_to_int8_litert(
             "`convert_to_int8_litert` converts and checks single-input models. "
             f"Received: a model with {len(model.inputs)} inputs"
         )
-    # A concrete function of the inference call: `from_keras_model` first
-    # writes and re-reads a full Keras SavedModel, which takes ~20x longer
-    # for a tf_keras QAT model (592 traced functions for a small CNN) and
-    # gives the same flatbuffer. No `trackable_obj`: with a Keras 3 model it
-    # leaves variables unfrozen (NaN / READ_VARIABLE crash, see the lab
-    # notes), and with a tf_keras one it is as slow as `from_keras_model`;
-    # without it the converter freezes the variables itself (it logs that
-    # this path is deprecated; the output is identical).
-    spec = tf.TensorSpec(
-        [None] + list(model.inputs[0].shape[1:]), model.inputs[0].dtype
-    )
-
-    def serve(x):
-        return model(x, training=False)
-
-    # autograph=False: the model call needs no conversion (Keras converts
-    # its layers itself), and autograph cannot read lambdas' source.
-    fn = tf.function(serve, autograph=False)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [fn.get_concrete_function(spec)]
-    )
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if representative_dataset is not None:
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-        ]
-    if int8_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():
-        # A QAT model's input range comes from its QuantizeLayer; the
-        # converter still warns that no input statistics were given.
-        warnings.filterwarnings(
-            "ignore", message="Statistics for quantized inputs were expected"
-        )
-        tflite_model = converter.convert()
-
+    tflite_model = _convert(model, representative_dataset, int8_io)
     report = inspect_litert(tflite_model)
     islands = report["float_islands"]
     if islands:
@@ -949,7 +930,7 @@ def convert_to_int8_litert(
         )
     sample_inputs = np.asarray(sample_inputs, dtype=np.float32)
     expected = np.asarray(model(sample_inputs, training=False))
-    got, xnnpack = _run_litert(tflite_model, sample_inputs)
+    got, xnnpack = _run(tflite_model, sample_inputs)
     error = float(np.max(np.abs(got - expected)))
     mean_error = float(np.mean(np.abs(got - expected)))
     output_range = float(expected.max() - expected.min())

@@ -211,27 +211,45 @@ def test_layer_level_config_needs_calibration(qat):
     assert report["fully_int8"]
 
 
-def test_ptq_of_keras3_model_and_errors(qat):
-    m3 = small_cnn("keras3")
-    randomize(m3)
+def test_float_model_ptq_and_errors(qat):
+    m2 = small_cnn("tf_keras")
+    randomize(m2)
     x = np.random.default_rng(0).uniform(size=(32, 8, 8, 3)).astype("float32")
     with pytest.raises(ValueError, match=r"needs a `representative_dataset`"):
-        qat.convert_to_int8_litert(m3, x[:8])
+        qat.convert_to_int8_litert(m2, x[:8])
 
     def representative():
         for i in range(32):
             yield [x[i : i + 1]]
 
     _, report = qat.convert_to_int8_litert(
-        m3, x[:8], representative_dataset=representative
+        m2, x[:8], representative_dataset=representative
     )
     assert report["fully_int8"] and set(report["ops"]) == INT8_OPS
     with pytest.raises(ValueError, match=r"does not match the Keras model"):
         qat.convert_to_int8_litert(
-            m3, x[:8], representative_dataset=representative, tolerance=1e-9
+            m2, x[:8], representative_dataset=representative, tolerance=1e-9
         )
     with pytest.raises(ValueError, match=r"Received: tolerance=-1"):
-        qat.convert_to_int8_litert(m3, x[:8], tolerance=-1)
+        qat.convert_to_int8_litert(m2, x[:8], tolerance=-1)
+
+
+def test_flatbuffer_runs_with_load_artifact(qat, trained_qat, tmp_path):
+    """The int8 model has a serving signature named after the input, so
+    the project's loader runs it with float inputs."""
+    import keras_aff.export
+
+    q, x = trained_qat
+    path = tmp_path / "qat.tflite"
+    _, report = qat.convert_to_int8_litert(q, x[:8], path=path)
+    predictor = keras_aff.export.load_artifact(str(path))
+    assert list(predictor.inputs) == ["image"]
+    assert predictor.inputs["image"]["dtype"] == "int8"
+    got = predictor(x[:8])[0]
+    assert got.shape == (8, 4)
+    assert np.abs(got - predict(q, x[:8])).max() == pytest.approx(
+        report["max_abs_error"]
+    )
 
 
 def test_inspect_litert_finds_float_islands(qat):
