@@ -870,7 +870,7 @@ def convert_to_int8_litert(
             input, one DEQUANTIZE at the output).
         tolerance: float, default 0.15. Allowed max absolute error as a
             fraction of the Keras output range. Measured on the digits
-            example: QAT 0.4-8 % of the range (one outlier run), PTQ 3-7 %;
+            example: QAT 0.4-8 % of the range (one outlier run), PTQ 3-8 %;
             the converter bugs this guards against (e.g. swapped operands)
             give 30 % and more.
         path: optional file path; the flatbuffer is written there after the
