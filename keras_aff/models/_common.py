@@ -304,16 +304,71 @@ def head(x, include_top, pooling, classes, classifier_activation, init):
     return x
 
 
-def validate_common(
-    fusion, weights, pooling, classes, include_top, classifier_activation
+def setup(
+    *,
+    fusion,
+    fusion_stages,
+    num_stages,
+    reduction_ratio,
+    kernel_initializer,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    default_size,
+    min_size,
+    zero_init_residual=None,
 ):
+    """Checks the arguments every family builder takes, then creates the
+    image input.
+
+    Returns `(weights, fusion_stages, cfg, img_input, inputs)`: `cfg` holds
+    the serialized kernel initializer (`"init"`) and, for the families that
+    have the flag (`zero_init_residual` not None), `"zero_gamma"`.
+    """
     validate_fusion(fusion)
     weights = validate_weights(weights)
     validate_pooling(pooling)
     validate_bool("include_top", include_top)
     validate_positive_int("classes", classes)
     validate_classifier_activation(classifier_activation)
-    return weights
+    fusion_stages = validate_fusion_stages(fusion_stages, num_stages)
+    validate_positive_int("reduction_ratio", reduction_ratio)
+    cfg = {"init": serialize_initializer(kernel_initializer)}
+    if zero_init_residual is not None:
+        validate_bool("zero_init_residual", zero_init_residual)
+        cfg["zero_gamma"] = zero_init_residual
+    img_input, inputs = resolve_input(
+        input_tensor, input_shape, default_size=default_size, min_size=min_size
+    )
+    return weights, fusion_stages, cfg, img_input, inputs
+
+
+def stage_blocks(blocks_per_stage, fusion, fusion_stages):
+    """Yields `(stage, block, stride, fusion, name)` for every block, stages
+    and blocks counted from 1: the first block of stages 2+ has stride 2,
+    and the fusion is `fusion` in `fusion_stages`, `"add"` elsewhere."""
+    for s, num_blocks in enumerate(blocks_per_stage, start=1):
+        stage_fusion = fusion if s in fusion_stages else "add"
+        for b in range(1, num_blocks + 1):
+            stride = 2 if s > 1 and b == 1 else 1
+            yield s, b, stride, stage_fusion, f"stage{s}_block{b}"
+
+
+def deep_stem(x, width, init):
+    """The official ImageNet deep stem: 3x3/2 conv (width), 3x3 conv
+    (width), 3x3 conv (2 * width), each followed by BN and ReLU, then a
+    3x3/2 max-pool."""
+    for i, (filters, strides) in enumerate(
+        ((width, 2), (width, 1), (2 * width, 1)), start=1
+    ):
+        x = conv(x, filters, 3, f"stem_conv{i}", init, strides=strides)
+        x = batch_norm(x, f"stem_bn{i}")
+        x = relu(x, f"stem_relu{i}")
+    return max_pool_3x3_s2(x, "stem_pool")
 
 
 def finish(inputs, outputs, name, weights):

@@ -50,37 +50,45 @@ def _cifar_resnet(
     name,
 ):
     """The family builder: the official `CIFARAFFResNet` (pre-activation)."""
-    weights = C.validate_common(
-        fusion, weights, pooling, classes, include_top, classifier_activation
-    )
     C.validate_positive_int("blocks_per_stage", blocks_per_stage)
-    fusion_stages = C.validate_fusion_stages(fusion_stages, len(widths))
-    C.validate_positive_int("reduction_ratio", reduction_ratio)
-    cfg = {"init": C.serialize_initializer(kernel_initializer)}
-    init = cfg["init"]
-    img_input, inputs = C.resolve_input(
-        input_tensor, input_shape, default_size=32, min_size=4
+    weights, fusion_stages, cfg, img_input, inputs = C.setup(
+        fusion=fusion,
+        fusion_stages=fusion_stages,
+        num_stages=len(widths),
+        reduction_ratio=reduction_ratio,
+        kernel_initializer=kernel_initializer,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        default_size=32,
+        min_size=4,
     )
+    init = cfg["init"]
 
     # Stem: a BatchNorm without scale and center normalises the raw image.
     x = C.batch_norm(img_input, "stem_bn", scale=False, center=False)
     x = C.conv(x, stem_width, 3, "stem_conv", init)
 
     in_channels = stem_width
-    for s, channels in enumerate(widths, start=1):
-        stage_fusion = fusion if s in fusion_stages else "add"
-        for b in range(1, blocks_per_stage + 1):
-            x = _preact_block(
-                x,
-                channels,
-                stride=(1 if s == 1 else 2) if b == 1 else 1,
-                project=b == 1 and channels != in_channels,
-                fusion=stage_fusion,
-                reduction_ratio=reduction_ratio,
-                cfg=cfg,
-                name=f"stage{s}_block{b}",
-            )
-            in_channels = channels
+    for s, b, stride, stage_fusion, block_name in C.stage_blocks(
+        (blocks_per_stage,) * len(widths), fusion, fusion_stages
+    ):
+        channels = widths[s - 1]
+        x = _preact_block(
+            x,
+            channels,
+            stride=stride,
+            project=b == 1 and channels != in_channels,
+            fusion=stage_fusion,
+            reduction_ratio=reduction_ratio,
+            cfg=cfg,
+            name=block_name,
+        )
+        in_channels = channels
 
     # Pre-activation head: BN + ReLU belong to the backbone (as in
     # keras.applications' ResNetV2), so `include_top=False` keeps them.
@@ -110,43 +118,45 @@ def _cifar_resnext(
     name,
 ):
     """The family builder: the official `CIFARAFFResNeXt`."""
-    weights = C.validate_common(
-        fusion, weights, pooling, classes, include_top, classifier_activation
-    )
     C.validate_positive_int("blocks_per_stage", blocks_per_stage)
-    fusion_stages = C.validate_fusion_stages(fusion_stages, 3)
-    C.validate_positive_int("reduction_ratio", reduction_ratio)
-    C.validate_bool("zero_init_residual", zero_init_residual)
-    cfg = {
-        "init": C.serialize_initializer(kernel_initializer),
-        "zero_gamma": zero_init_residual,
-    }
-    init = cfg["init"]
-    img_input, inputs = C.resolve_input(
-        input_tensor, input_shape, default_size=32, min_size=4
+    weights, fusion_stages, cfg, img_input, inputs = C.setup(
+        fusion=fusion,
+        fusion_stages=fusion_stages,
+        num_stages=3,
+        reduction_ratio=reduction_ratio,
+        kernel_initializer=kernel_initializer,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        default_size=32,
+        min_size=4,
+        zero_init_residual=zero_init_residual,
     )
+    init = cfg["init"]
 
     x = C.conv(img_input, stem_width, 3, "stem_conv", init)
     x = C.batch_norm(x, "stem_bn")
     x = C.relu(x, "stem_relu")
-
-    for s in range(1, 4):
-        planes = stem_width * 2 ** (s - 1)
-        stage_fusion = fusion if s in fusion_stages else "add"
-        for b in range(1, blocks_per_stage + 1):
-            x = resnext_block(
-                x,
-                planes,
-                stride=(1 if s == 1 else 2) if b == 1 else 1,
-                project=b == 1,
-                avg_down=True,
-                fusion=stage_fusion,
-                reduction_ratio=reduction_ratio,
-                cardinality=cardinality,
-                bottleneck_width=bottleneck_width,
-                cfg=cfg,
-                name=f"stage{s}_block{b}",
-            )
+    for s, b, stride, stage_fusion, block_name in C.stage_blocks(
+        (blocks_per_stage,) * 3, fusion, fusion_stages
+    ):
+        x = resnext_block(
+            x,
+            stem_width * 2 ** (s - 1),
+            stride=stride,
+            project=b == 1,
+            avg_down=True,
+            fusion=stage_fusion,
+            reduction_ratio=reduction_ratio,
+            cardinality=cardinality,
+            bottleneck_width=bottleneck_width,
+            cfg=cfg,
+            name=block_name,
+        )
 
     x = C.head(x, include_top, pooling, classes, classifier_activation, init)
     return C.finish(inputs, x, name, weights)

@@ -93,54 +93,45 @@ def _resnext(
     name,
 ):
     """The family builder: the official ImageNet `AFFResNeXt`."""
-    weights = C.validate_common(
-        fusion, weights, pooling, classes, include_top, classifier_activation
+    weights, fusion_stages, cfg, img_input, inputs = C.setup(
+        fusion=fusion,
+        fusion_stages=fusion_stages,
+        num_stages=len(blocks_per_stage),
+        reduction_ratio=reduction_ratio,
+        kernel_initializer=kernel_initializer,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        default_size=224,
+        min_size=32,
+        zero_init_residual=zero_init_residual,
     )
-    fusion_stages = C.validate_fusion_stages(
-        fusion_stages, len(blocks_per_stage)
-    )
-    C.validate_positive_int("reduction_ratio", reduction_ratio)
-    C.validate_bool("zero_init_residual", zero_init_residual)
-    cfg = {
-        "init": C.serialize_initializer(kernel_initializer),
-        "zero_gamma": zero_init_residual,
-    }
     init = cfg["init"]
-    img_input, inputs = C.resolve_input(
-        input_tensor, input_shape, default_size=224, min_size=32
-    )
 
     # Deep stem of width 64 (outputs 128 channels), then a 3x3/2 max-pool.
-    x = C.conv(img_input, stem_width, 3, "stem_conv1", init, strides=2)
-    x = C.batch_norm(x, "stem_bn1")
-    x = C.relu(x, "stem_relu1")
-    x = C.conv(x, stem_width, 3, "stem_conv2", init)
-    x = C.batch_norm(x, "stem_bn2")
-    x = C.relu(x, "stem_relu2")
-    x = C.conv(x, stem_width * 2, 3, "stem_conv3", init)
-    x = C.batch_norm(x, "stem_bn3")
-    x = C.relu(x, "stem_relu3")
-    x = C.max_pool_3x3_s2(x, "stem_pool")
-
-    for s, num_blocks in enumerate(blocks_per_stage, start=1):
-        planes = 64 * 2 ** (s - 1)
-        stage_fusion = fusion if s in fusion_stages else "add"
-        for b in range(1, num_blocks + 1):
-            x = resnext_block(
-                x,
-                planes,
-                stride=(1 if s == 1 else 2) if b == 1 else 1,
-                project=b == 1,
-                # Stage 1 projects with a plain 1x1 conv (official
-                # `avg_down=False if i == 0`).
-                avg_down=s > 1,
-                fusion=stage_fusion,
-                reduction_ratio=reduction_ratio,
-                cardinality=cardinality,
-                bottleneck_width=bottleneck_width,
-                cfg=cfg,
-                name=f"stage{s}_block{b}",
-            )
+    x = C.deep_stem(img_input, stem_width, init)
+    for s, b, stride, stage_fusion, block_name in C.stage_blocks(
+        blocks_per_stage, fusion, fusion_stages
+    ):
+        x = resnext_block(
+            x,
+            64 * 2 ** (s - 1),
+            stride=stride,
+            project=b == 1,
+            # Stage 1 projects with a plain 1x1 conv (official
+            # `avg_down=False if i == 0`).
+            avg_down=s > 1,
+            fusion=stage_fusion,
+            reduction_ratio=reduction_ratio,
+            cardinality=cardinality,
+            bottleneck_width=bottleneck_width,
+            cfg=cfg,
+            name=block_name,
+        )
 
     x = C.head(x, include_top, pooling, classes, classifier_activation, init)
     return C.finish(inputs, x, name, weights)
