@@ -2,45 +2,50 @@
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
-Median latency (ms) of one forward pass (`training=False`) of each layer in
-three TensorFlow modes: eager (a plain layer call), graph (`tf.function`)
-and XLA (`tf.function(jit_compile=True)`). Measured in the same run, as
-baselines: `x + y` (what AFF replaces) and the two 1x1-conv matmuls of one
-branch alone (`einsum` C -> c, then c -> C). Ratios are layer / `x + y` in
-the same mode. Prints JSON (and writes it with `--out`).
+Median latency (ms) of one forward pass (`training=False`) of each layer.
+Measured in the same run, as baselines: `x + y` (what AFF replaces) and the
+two 1x1-conv matmuls of one branch alone (`einsum` C -> c, then c -> C).
+Ratios are layer / `x + y` in the same mode. Prints JSON (and writes it
+with `--out`).
 
-The benchmark always runs on the TensorFlow backend: it sets
-`KERAS_BACKEND=tensorflow` before importing Keras, since graph and XLA are
-`tf.function` modes.
+Backends and modes (`--backend`, set before Keras is imported):
+
+- `tensorflow` (default): eager (a plain layer call), graph
+  (`tf.function`) and XLA (`tf.function(jit_compile=True)`).
+- `jax`: eager (a plain layer call, op by op) and jit (`jax.jit` of
+  `layer.stateless_call`, the variables passed as arguments, not baked in
+  as constants). Every timed call waits for its result
+  (`block_until_ready`), so GPU timings are real.
+
+`--dtype-policy mixed_bfloat16` (or `mixed_float16`) runs the layers and
+the baselines in that compute dtype.
 
 Example:
 
     python benchmarks/layers.py                       # (8, 56, 56, 256), r=4
     python benchmarks/layers.py --repeats 20 --out benchmarks/results/x.json
     python benchmarks/layers.py --shape 2,8,8,16 --repeats 1 --warmup 0
+    python benchmarks/layers.py --backend jax --dtype-policy mixed_bfloat16
 """
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 
-os.environ["KERAS_BACKEND"] = "tensorflow"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _bench
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_aff  # noqa: E402
-from keras_aff.layers import AFF  # noqa: E402
-from keras_aff.layers import IAFF  # noqa: E402
-from keras_aff.layers import MSCAM  # noqa: E402
-
-MODES = ("eager", "graph", "xla")
+BACKEND_MODES = {
+    "tensorflow": ("eager", "graph", "xla"),
+    "jax": ("eager", "jit"),
+}
+MODE_DOCS = {
+    "eager": "layer call",
+    "graph": "tf.function",
+    "xla": "tf.function(jit_compile=True)",
+    "jit": "jax.jit(layer.stateless_call), variables as arguments",
+}
 BASELINE = "x+y"
 
 
@@ -58,38 +63,92 @@ def parse_shape(text):
     return shape
 
 
-def compile_mode(fn, mode):
-    """`fn` as called in one mode: eager, graph or XLA."""
-    if mode == "eager":
-        return fn
-    return tf.function(fn, jit_compile=(mode == "xla"))
+def _sync(out):
+    """Waits until `out` is computed (without copying it to the host)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        out.block_until_ready()
+        return
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        tf.test.experimental.sync_devices()
+    else:
+        # TF CPU ops run synchronously; reading the shape touches the
+        # result without copying it.
+        _ = out.shape
 
 
 def _call_ms(fn, args):
     start = time.perf_counter()
-    out = fn(*args)
-    # TF CPU ops run synchronously; reading the shape touches the result
-    # without copying it.
-    _ = out.shape
+    _sync(fn(*args))
     return (time.perf_counter() - start) * 1e3
 
 
+def compile_mode(fn, layer, mode):
+    """`fn(*args)` as called in one mode. With `layer` given, `fn` is
+    `fn(layer, *args)`; the jax jit mode passes the layer's variables as
+    arguments through `stateless_call`."""
+    if layer is None:
+        plain = fn
+    else:
+
+        def plain(*args):
+            return fn(layer, *args)
+
+    if mode == "eager":
+        return plain
+    if mode in ("graph", "xla"):
+        import tensorflow as tf
+
+        return tf.function(plain, jit_compile=(mode == "xla"))
+    import jax
+
+    if layer is None:
+        return jax.jit(plain)
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+
+    @jax.jit
+    def stateless(trainable, non_trainable, *args):
+        inputs = list(args) if len(args) > 1 else args[0]
+        out, _ = layer.stateless_call(
+            trainable, non_trainable, inputs, training=False
+        )
+        return out
+
+    return lambda *args: stateless(trainable, non_trainable, *args)
+
+
 def workloads(shape, reduction_ratio, seed=0):
-    """`{name: (fn, args)}`: the baselines and the three layers."""
+    """`{name: (fn, layer, args)}`: the baselines and the three layers, in
+    the global dtype policy's compute dtype."""
+    import keras
+
+    from keras_aff.layers import AFF
+    from keras_aff.layers import IAFF
+    from keras_aff.layers import MSCAM
+
+    dtype = keras.config.dtype_policy().compute_dtype
     rng = np.random.default_rng(seed)
     channels = shape[-1]
     inter = channels // reduction_ratio
-    x = tf.constant(rng.normal(size=shape).astype("float32"))
-    y = tf.constant(rng.normal(size=shape).astype("float32"))
-    w1 = tf.constant(rng.normal(size=(channels, inter)).astype("float32"))
-    w2 = tf.constant(rng.normal(size=(inter, channels)).astype("float32"))
+
+    def tensor(size):
+        return keras.ops.convert_to_tensor(
+            rng.normal(size=size).astype("float32"), dtype=dtype
+        )
+
+    x, y = tensor(shape), tensor(shape)
+    w1, w2 = tensor((channels, inter)), tensor((inter, channels))
 
     def add(a, b):
-        return a + b
+        return keras.ops.add(a, b)
 
     def conv1x1_matmuls(a):
-        z = tf.einsum("bhwc,cd->bhwd", a, w1)
-        return tf.einsum("bhwd,dc->bhwc", z, w2)
+        z = keras.ops.einsum("bhwc,cd->bhwd", a, w1)
+        return keras.ops.einsum("bhwd,dc->bhwc", z, w2)
 
     mscam = MSCAM(reduction_ratio=reduction_ratio)
     aff = AFF(reduction_ratio=reduction_ratio)
@@ -97,28 +156,47 @@ def workloads(shape, reduction_ratio, seed=0):
     for layer in (aff, iaff):
         layer.build([shape, shape])
     mscam.build(shape)
+
+    def one_input(layer, a):
+        return layer(a, training=False)
+
+    def two_inputs(layer, a, b):
+        return layer([a, b], training=False)
+
     return {
-        BASELINE: (add, (x, y)),
-        "conv1x1_matmuls": (conv1x1_matmuls, (x,)),
-        "MSCAM": (lambda a: mscam(a, training=False), (x,)),
-        "AFF": (lambda a, b: aff([a, b], training=False), (x, y)),
-        "IAFF": (lambda a, b: iaff([a, b], training=False), (x, y)),
+        BASELINE: (add, None, (x, y)),
+        "conv1x1_matmuls": (conv1x1_matmuls, None, (x,)),
+        "MSCAM": (one_input, mscam, (x,)),
+        "AFF": (two_inputs, aff, (x, y)),
+        "IAFF": (two_inputs, iaff, (x, y)),
     }
 
 
-def run(shape, reduction_ratio, repeats, warmup):
+def run(shape, reduction_ratio, repeats, warmup, modes):
     """Times every workload in every mode. The first call (tracing and
     compiling included) and `warmup` more run first; then the `repeats`
     timed calls are interleaved round-robin over all workloads and modes,
     so that background load hits baselines and layers alike."""
+    import keras
+
     fns = {}
     first = {}
-    for name, (fn, args) in workloads(shape, reduction_ratio).items():
-        for mode in MODES:
-            fns[name, mode] = (compile_mode(fn, mode), args)
+    diffs = {}
+    for name, (fn, layer, args) in workloads(shape, reduction_ratio).items():
+        reference = None
+        for mode in modes:
+            fns[name, mode] = (compile_mode(fn, layer, mode), args)
             first[name, mode] = _call_ms(*fns[name, mode])
             for _ in range(warmup):
                 _call_ms(*fns[name, mode])
+            out = keras.ops.convert_to_numpy(fns[name, mode][0](*args))
+            out = out.astype("float64")
+            if reference is None:
+                reference = out
+            else:
+                diffs.setdefault(name, {})[mode] = float(
+                    f"{np.max(np.abs(out - reference)):.3g}"
+                )
     times = {key: [] for key in fns}
     for _ in range(repeats):
         for key, (fn, args) in fns.items():
@@ -137,22 +215,23 @@ def run(shape, reduction_ratio, repeats, warmup):
                 / results[BASELINE][mode]["median"],
                 2,
             )
-            for mode in MODES
+            for mode in modes
         }
         for name in results
         if name != BASELINE
     }
-    return results, ratios
+    return results, ratios, diffs
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Forward latency of MSCAM/AFF/IAFF (TensorFlow backend)."
+        description="Forward latency of MSCAM/AFF/IAFF against x + y."
     )
     parser.add_argument("--shape", type=parse_shape, default=(8, 56, 56, 256))
     parser.add_argument("--reduction-ratio", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    _bench.add_backend_arguments(parser)
     parser.add_argument("--out", default=None, help="also write JSON here")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
@@ -160,46 +239,33 @@ def main(argv=None):
             "Expected --repeats >= 1 and --warmup >= 0. "
             f"Received: repeats={args.repeats}, warmup={args.warmup}"
         )
-    results, ratios = run(
-        args.shape, args.reduction_ratio, args.repeats, args.warmup
+    _bench.select_backend(parser, args.backend, args.dtype_policy)
+    modes = BACKEND_MODES[args.backend]
+    results, ratios, diffs = run(
+        args.shape, args.reduction_ratio, args.repeats, args.warmup, modes
     )
+    versions, machine = _bench.versions_and_machine()
     report = {
-        "benchmark": "forward latency, training=False, float32, ms",
+        "benchmark": "forward latency, training=False, ms",
         "command": "python benchmarks/layers.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
-        "backend": keras.backend.backend(),
-        "versions": {
-            "keras_aff": keras_aff.__version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "load_average_1min": round(os.getloadavg()[0], 2),
-        },
+        "backend": args.backend,
+        "dtype_policy": args.dtype_policy,
+        "versions": versions,
+        "machine": machine,
         "shape": list(args.shape),
         "reduction_ratio": args.reduction_ratio,
         "repeats": args.repeats,
         "warmup": args.warmup,
         "timing": "timed calls interleaved round-robin over workloads and "
-        "modes; first_call includes tracing and compiling",
-        "modes": {
-            "eager": "layer call",
-            "graph": "tf.function",
-            "xla": "tf.function(jit_compile=True)",
-        },
+        "modes, each waiting for its result; first_call includes tracing "
+        "and compiling",
+        "modes": {mode: MODE_DOCS[mode] for mode in modes},
         "results_ms": results,
         "ratio_vs_x_plus_y": ratios,
+        "max_abs_diff_vs_eager": diffs,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    _bench.write_report(report, args.out)
     return 0
 
 

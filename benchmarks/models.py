@@ -5,11 +5,13 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 `keras_aff.models.AFFResNet50()` (AFF in stages 3-4) against
 `AFFResNet50(fusion="add")` (the plain ResNet-50-D from the same builder):
 images per second of `model.predict_on_batch` on a batch of 8 images of
-224x224 (`training=False`, float32), with the predict function compiled
-without XLA (`jit_compile=False`, a `tf.function` graph) and with XLA
-(`jit_compile=True`). Both models and both modes are measured in the same
-run, round-robin, so the ratio AFF / add is a same-run comparison. Prints
-JSON (and writes it with `--out`).
+224x224 (`training=False`), with the predict function compiled without
+XLA (`jit_compile=False`: a `tf.function` graph on TensorFlow, op by op on
+JAX) and with XLA (`jit_compile=True`). `--backend jax` and
+`--dtype-policy mixed_bfloat16` select the backend and the compute dtype.
+Both models and both modes are measured in the same run, round-robin, so
+the ratio AFF / add is a same-run comparison. Prints JSON (and writes it
+with `--out`).
 
 Example:
 
@@ -17,43 +19,48 @@ Example:
     python benchmarks/models.py --repeats 5 \\
         --out benchmarks/results/models_cpu.json
     python benchmarks/models.py --size 64 --repeats 1 --warmup 1   # smoke
+    python benchmarks/models.py --backend jax --dtype-policy mixed_bfloat16
 """
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 
-os.environ["KERAS_BACKEND"] = "tensorflow"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import keras_aff  # noqa: E402
-from keras_aff.models import AFFResNet50  # noqa: E402
+import _bench
+import numpy as np
 
 FUSIONS = ("aff", "add")
-MODES = {"graph": False, "xla": True}
+# mode name -> model.compile(jit_compile=...), per backend.
+BACKEND_MODES = {
+    "tensorflow": {"graph": False, "xla": True},
+    "jax": {"eager": False, "jit": True},
+}
+MODE_DOCS = {
+    "graph": "model.compile(jit_compile=False): a tf.function graph",
+    "xla": "model.compile(jit_compile=True)",
+    "eager": "model.compile(jit_compile=False): op by op",
+    "jit": "model.compile(jit_compile=True): jax.jit",
+}
 
 
 def build(fusion, size):
+    import keras
+
+    from keras_aff.models import AFFResNet50
+
     keras.utils.set_random_seed(0)
     return AFFResNet50(fusion=fusion, input_shape=(size, size, 3))
 
 
-def measure(batch, size, repeats, warmup):
+def measure(batch, size, repeats, warmup, modes):
     x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 3))
     x = x.astype("float32")
     # One model object per (fusion, mode): each keeps its own compiled
     # predict function, so the timed calls can be interleaved.
     runs = {}
     for fusion in FUSIONS:
-        for mode, jit in MODES.items():
+        for mode, jit in modes.items():
             model = build(fusion, size)
             model.compile(jit_compile=jit)
             start = time.perf_counter()
@@ -87,7 +94,7 @@ def measure(batch, size, repeats, warmup):
             / results["add"][mode]["images_per_s"],
             3,
         )
-        for mode in MODES
+        for mode in modes
     }
     return results, ratios
 
@@ -98,6 +105,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    _bench.add_backend_arguments(parser)
     parser.add_argument("--out", default=None, help="also write JSON here")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.size < 32 or args.repeats < 1:
@@ -106,10 +114,14 @@ def main(argv=None):
             f"Received: batch={args.batch}, size={args.size}, "
             f"repeats={args.repeats}"
         )
-    results, ratios = measure(args.batch, args.size, args.repeats, args.warmup)
+    _bench.select_backend(parser, args.backend, args.dtype_policy)
+    modes = BACKEND_MODES[args.backend]
+    results, ratios = measure(
+        args.batch, args.size, args.repeats, args.warmup, modes
+    )
+    versions, machine = _bench.versions_and_machine()
     report = {
-        "benchmark": "inference throughput, predict_on_batch, "
-        "training=False, float32",
+        "benchmark": "inference throughput, predict_on_batch, training=False",
         "command": "python benchmarks/models.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "models": {
@@ -117,39 +129,23 @@ def main(argv=None):
             "add": 'keras_aff.models.AFFResNet50(fusion="add") '
             "(ResNet-50-D, same builder)",
         },
-        "modes": {
-            "graph": "model.compile(jit_compile=False)",
-            "xla": "model.compile(jit_compile=True)",
-        },
+        "backend": args.backend,
+        "dtype_policy": args.dtype_policy,
+        "modes": {mode: MODE_DOCS[mode] for mode in modes},
         "batch": args.batch,
         "image_size": args.size,
         "repeats": args.repeats,
         "warmup": args.warmup,
         "timing": "timed calls interleaved round-robin over models and "
         "modes; median over repeats; first_call includes tracing and "
-        "compiling",
-        "backend": keras.backend.backend(),
-        "versions": {
-            "keras_aff": keras_aff.__version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "load_average_1min": round(os.getloadavg()[0], 2),
-        },
+        "compiling; predict_on_batch returns NumPy, so every call waits "
+        "for its result",
+        "versions": versions,
+        "machine": machine,
         "results": results,
         "throughput_ratio_aff_over_add": ratios,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    _bench.write_report(report, args.out)
     return report
 
 
