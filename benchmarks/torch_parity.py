@@ -27,13 +27,17 @@ values, and measures, per case:
   reported, the unbiased-corrected difference too.
 
 Prints JSON (and writes it with `--out`). Runs on any Keras backend; with
-`--device cuda` torch runs on the GPU.
+`--device cuda` torch runs on the GPU. GPUs from Ampere on compute float32
+convolutions in TF32 by default on both sides (about 1e-3 apart, measured
+on an H100); `--exact-float32` turns TF32 off on both.
 
 Example:
 
     pip install torch
     python benchmarks/torch_parity.py
     KERAS_BACKEND=jax python benchmarks/torch_parity.py --device cuda
+    KERAS_BACKEND=jax python benchmarks/torch_parity.py --device cuda \\
+        --exact-float32
 """
 
 import argparse
@@ -269,8 +273,18 @@ def main(argv=None):
         "official PyTorch port (needs torch)."
     )
     parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument(
+        "--exact-float32",
+        action="store_true",
+        help="turn TF32 off on both sides (GPUs from Ampere on use it for "
+        "float32 convolutions by default)",
+    )
     parser.add_argument("--out", default=None, help="also write JSON here")
     args = parser.parse_args(argv)
+    if args.exact_float32:
+        # Before Keras (and so JAX / TensorFlow) is imported.
+        os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+        os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
     try:
         import torch
     except ImportError:
@@ -282,6 +296,13 @@ def main(argv=None):
 
     import keras_aff
 
+    if args.exact_float32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_tensor_float_32_execution(False)
     torch.manual_seed(0)
     results = {}
     for case in CASES:
@@ -299,6 +320,7 @@ def main(argv=None):
         + " ".join(sys.argv[1:] if argv is None else argv),
         "keras_backend": keras.backend.backend(),
         "torch_device": args.device,
+        "exact_float32": args.exact_float32,
         "versions": {
             "keras_aff": keras_aff.__version__,
             "keras": keras.__version__,

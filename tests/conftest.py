@@ -3,6 +3,13 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Full float32 convolutions and matmuls on GPUs: the tests compare with a
+# float64 NumPy reference at 1e-5, and TF32 (the default on Ampere and
+# newer GPUs, for JAX and TensorFlow alike) misses it by ~1e-3 (measured on
+# an H100). Environment variables, so the subprocess tests get them too;
+# no effect on CPUs.
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
