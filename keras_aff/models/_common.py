@@ -304,11 +304,37 @@ def head(x, include_top, pooling, classes, classifier_activation, init):
     return x
 
 
+class Build:
+    """What `setup` checked and created for one family builder: the checked
+    arguments as attributes (`fusion`, `fusion_stages`, `reduction_ratio`,
+    `weights`, ...), `cfg` (the serialized kernel initializer `"init"`,
+    and `"zero_gamma"` for the families that have the flag), `init`, and
+    the image input (`img_input`, `inputs`)."""
+
+    def __init__(self, **attributes):
+        self.__dict__.update(attributes)
+
+    def finish(self, x, name):
+        """The classification head (or pooling) on `x`, then the model,
+        with the weights file loaded when one was given."""
+        x = head(
+            x,
+            self.include_top,
+            self.pooling,
+            self.classes,
+            self.classifier_activation,
+            self.init,
+        )
+        return finish(self.inputs, x, name, self.weights)
+
+
 def setup(
     *,
+    num_stages,
+    default_size,
+    min_size,
     fusion,
     fusion_stages,
-    num_stages,
     reduction_ratio,
     kernel_initializer,
     include_top,
@@ -318,17 +344,10 @@ def setup(
     pooling,
     classes,
     classifier_activation,
-    default_size,
-    min_size,
     zero_init_residual=None,
 ):
     """Checks the arguments every family builder takes, then creates the
-    image input.
-
-    Returns `(weights, fusion_stages, cfg, img_input, inputs)`: `cfg` holds
-    the serialized kernel initializer (`"init"`) and, for the families that
-    have the flag (`zero_init_residual` not None), `"zero_gamma"`.
-    """
+    image input. Returns a `Build`."""
     validate_fusion(fusion)
     weights = validate_weights(weights)
     validate_pooling(pooling)
@@ -344,7 +363,20 @@ def setup(
     img_input, inputs = resolve_input(
         input_tensor, input_shape, default_size=default_size, min_size=min_size
     )
-    return weights, fusion_stages, cfg, img_input, inputs
+    return Build(
+        fusion=fusion,
+        fusion_stages=fusion_stages,
+        reduction_ratio=reduction_ratio,
+        weights=weights,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        cfg=cfg,
+        init=cfg["init"],
+        img_input=img_input,
+        inputs=inputs,
+    )
 
 
 def stage_blocks(blocks_per_stage, fusion, fusion_stages):

@@ -32,60 +32,28 @@ def _preact_block(
     return C.fuse(out, shortcut, fusion, f"{name}_out", reduction_ratio, init)
 
 
-def _cifar_resnet(
-    blocks_per_stage,
-    widths,
-    stem_width,
-    fusion,
-    fusion_stages,
-    reduction_ratio,
-    kernel_initializer,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    name,
-):
+def _cifar_resnet(blocks_per_stage, widths, stem_width, name, **common):
     """The family builder: the official `CIFARAFFResNet` (pre-activation)."""
     C.validate_positive_int("blocks_per_stage", blocks_per_stage)
-    weights, fusion_stages, cfg, img_input, inputs = C.setup(
-        fusion=fusion,
-        fusion_stages=fusion_stages,
-        num_stages=len(widths),
-        reduction_ratio=reduction_ratio,
-        kernel_initializer=kernel_initializer,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        default_size=32,
-        min_size=4,
-    )
-    init = cfg["init"]
+    b = C.setup(num_stages=len(widths), default_size=32, min_size=4, **common)
 
     # Stem: a BatchNorm without scale and center normalises the raw image.
-    x = C.batch_norm(img_input, "stem_bn", scale=False, center=False)
-    x = C.conv(x, stem_width, 3, "stem_conv", init)
+    x = C.batch_norm(b.img_input, "stem_bn", scale=False, center=False)
+    x = C.conv(x, stem_width, 3, "stem_conv", b.init)
 
     in_channels = stem_width
-    for s, b, stride, stage_fusion, block_name in C.stage_blocks(
-        (blocks_per_stage,) * len(widths), fusion, fusion_stages
+    for s, block, stride, fusion, block_name in C.stage_blocks(
+        (blocks_per_stage,) * len(widths), b.fusion, b.fusion_stages
     ):
         channels = widths[s - 1]
         x = _preact_block(
             x,
             channels,
             stride=stride,
-            project=b == 1 and channels != in_channels,
-            fusion=stage_fusion,
-            reduction_ratio=reduction_ratio,
-            cfg=cfg,
+            project=block == 1 and channels != in_channels,
+            fusion=fusion,
+            reduction_ratio=b.reduction_ratio,
+            cfg=b.cfg,
             name=block_name,
         )
         in_channels = channels
@@ -94,72 +62,48 @@ def _cifar_resnet(
     # keras.applications' ResNetV2), so `include_top=False` keeps them.
     x = C.batch_norm(x, "post_bn")
     x = C.relu(x, "post_relu")
-    x = C.head(x, include_top, pooling, classes, classifier_activation, init)
-    return C.finish(inputs, x, name, weights)
+    return b.finish(x, name)
 
 
 def _cifar_resnext(
     blocks_per_stage,
-    fusion,
-    fusion_stages,
-    reduction_ratio,
     cardinality,
     bottleneck_width,
     stem_width,
     zero_init_residual,
-    kernel_initializer,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
     name,
+    **common,
 ):
     """The family builder: the official `CIFARAFFResNeXt`."""
     C.validate_positive_int("blocks_per_stage", blocks_per_stage)
-    weights, fusion_stages, cfg, img_input, inputs = C.setup(
-        fusion=fusion,
-        fusion_stages=fusion_stages,
+    b = C.setup(
         num_stages=3,
-        reduction_ratio=reduction_ratio,
-        kernel_initializer=kernel_initializer,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
         default_size=32,
         min_size=4,
         zero_init_residual=zero_init_residual,
+        **common,
     )
-    init = cfg["init"]
 
-    x = C.conv(img_input, stem_width, 3, "stem_conv", init)
+    x = C.conv(b.img_input, stem_width, 3, "stem_conv", b.init)
     x = C.batch_norm(x, "stem_bn")
     x = C.relu(x, "stem_relu")
-    for s, b, stride, stage_fusion, block_name in C.stage_blocks(
-        (blocks_per_stage,) * 3, fusion, fusion_stages
+    for s, block, stride, fusion, block_name in C.stage_blocks(
+        (blocks_per_stage,) * 3, b.fusion, b.fusion_stages
     ):
         x = resnext_block(
             x,
             stem_width * 2 ** (s - 1),
             stride=stride,
-            project=b == 1,
+            project=block == 1,
             avg_down=True,
-            fusion=stage_fusion,
-            reduction_ratio=reduction_ratio,
+            fusion=fusion,
+            reduction_ratio=b.reduction_ratio,
             cardinality=cardinality,
             bottleneck_width=bottleneck_width,
-            cfg=cfg,
+            cfg=b.cfg,
             name=block_name,
         )
-
-    x = C.head(x, include_top, pooling, classes, classifier_activation, init)
-    return C.finish(inputs, x, name, weights)
+    return b.finish(x, name)
 
 
 _COMMON_ARGS = """

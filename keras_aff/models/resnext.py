@@ -75,66 +75,43 @@ def resnext_block(
 
 def _resnext(
     blocks_per_stage,
-    fusion,
-    fusion_stages,
-    reduction_ratio,
     cardinality,
     bottleneck_width,
     stem_width,
     zero_init_residual,
-    kernel_initializer,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
     name,
+    **common,
 ):
     """The family builder: the official ImageNet `AFFResNeXt`."""
-    weights, fusion_stages, cfg, img_input, inputs = C.setup(
-        fusion=fusion,
-        fusion_stages=fusion_stages,
+    b = C.setup(
         num_stages=len(blocks_per_stage),
-        reduction_ratio=reduction_ratio,
-        kernel_initializer=kernel_initializer,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
         default_size=224,
         min_size=32,
         zero_init_residual=zero_init_residual,
+        **common,
     )
-    init = cfg["init"]
 
     # Deep stem of width 64 (outputs 128 channels), then a 3x3/2 max-pool.
-    x = C.deep_stem(img_input, stem_width, init)
-    for s, b, stride, stage_fusion, block_name in C.stage_blocks(
-        blocks_per_stage, fusion, fusion_stages
+    x = C.deep_stem(b.img_input, stem_width, b.init)
+    for s, block, stride, fusion, block_name in C.stage_blocks(
+        blocks_per_stage, b.fusion, b.fusion_stages
     ):
         x = resnext_block(
             x,
             64 * 2 ** (s - 1),
             stride=stride,
-            project=b == 1,
+            project=block == 1,
             # Stage 1 projects with a plain 1x1 conv (official
             # `avg_down=False if i == 0`).
             avg_down=s > 1,
-            fusion=stage_fusion,
-            reduction_ratio=reduction_ratio,
+            fusion=fusion,
+            reduction_ratio=b.reduction_ratio,
             cardinality=cardinality,
             bottleneck_width=bottleneck_width,
-            cfg=cfg,
+            cfg=b.cfg,
             name=block_name,
         )
-
-    x = C.head(x, include_top, pooling, classes, classifier_activation, init)
-    return C.finish(inputs, x, name, weights)
+    return b.finish(x, name)
 
 
 _SHARED_DOC = """

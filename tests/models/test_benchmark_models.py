@@ -1,38 +1,23 @@
 """benchmarks/models.py runs and writes the documented JSON (a 32x32 batch
 of one and one repeat: no timing is asserted)."""
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.benchmark_runner import run_benchmark
+from tests.benchmark_runner import run_script
 
 
 @pytest.mark.slow
 def test_models_benchmark_smoke(tmp_path):
-    out = tmp_path / "models.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "models.py"),
-            "--size=32",
-            "--batch=1",
-            "--repeats=1",
-            "--warmup=0",
-            f"--out={out}",
-        ],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        capture_output=True,
-        text=True,
+    report = run_benchmark(
+        "models.py",
+        tmp_path,
+        "--size=32",
+        "--batch=1",
+        "--repeats=1",
+        "--warmup=0",
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert json.loads(proc.stdout) == report
     assert report["backend"] == "tensorflow"
     assert report["dtype_policy"] == "float32"
     assert list(report["modes"]) == ["graph", "xla"]
@@ -54,12 +39,7 @@ def test_models_benchmark_smoke(tmp_path):
 
 
 def test_models_benchmark_rejects_bad_arguments():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "models.py"), "--size=8"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script("models.py", "--size=8", timeout=120)
     assert proc.returncode == 2
     assert "Expected --batch >= 1, --size >= 32" in proc.stderr
     assert "size=8" in proc.stderr
