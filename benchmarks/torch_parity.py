@@ -48,6 +48,21 @@ import sys
 
 import numpy as np
 
+# case -> (torch module, its kwargs, Keras layer, its kwargs,
+#          `iaff_second_global` for the loader)
+CASES = {
+    "MSCAM": ("MSCAM", {}, "MSCAM", {}, None),
+    "AFF (official, x2)": ("AFF", {}, "AFF", {"output_scale": 2.0}, None),
+    "iAFF (official port, global_att reused)": (
+        "IAFF",
+        {"reuse_global_att": True},
+        "IAFF",
+        {},
+        "global_att",
+    ),
+    "iAFF (global_att2, the paper)": ("IAFF", {}, "IAFF", {}, "global_att2"),
+}
+
 
 def torch_modules(torch):
     """MS_CAM, AFF and iAFF as `torch.nn` modules with the official port's
@@ -141,33 +156,22 @@ def run_case(case, torch, device, dims=2, batch=8, size=12, channels=32):
     from keras_aff.interop import load_torch_state_dict
     from keras_aff.interop import to_torch_state_dict
 
-    MSCAM, AFF, IAFF = torch_modules(torch)
+    torch_name, torch_kwargs, keras_name, keras_kwargs, second_global = CASES[
+        case
+    ]
+    torch_cls = dict(zip(("MSCAM", "AFF", "IAFF"), torch_modules(torch)))[
+        torch_name
+    ]
     r = 4
-    if case == "MSCAM":
-        make_torch = lambda: MSCAM(channels, r, dims=dims)  # noqa: E731
-        make_keras = lambda fmt: keras_aff.layers.MSCAM(  # noqa: E731
-            reduction_ratio=r, data_format=fmt
-        )
-        load_kwargs = {}
-    elif case == "AFF (official, x2)":
-        make_torch = lambda: AFF(channels, r, dims=dims)  # noqa: E731
-        make_keras = lambda fmt: keras_aff.layers.AFF(  # noqa: E731
-            reduction_ratio=r, output_scale=2.0, data_format=fmt
-        )
-        load_kwargs = {}
-    else:
-        reuse = case == "iAFF (official port, global_att reused)"
-        make_torch = lambda: IAFF(  # noqa: E731
-            channels, r, reuse_global_att=reuse, dims=dims
-        )
-        make_keras = lambda fmt: keras_aff.layers.IAFF(  # noqa: E731
-            reduction_ratio=r, data_format=fmt
-        )
-        load_kwargs = (
-            {"iaff_second_global": "global_att"}
-            if reuse
-            else {"iaff_second_global": "global_att2"}
-        )
+
+    def make_torch():
+        return torch_cls(channels, r, dims=dims, **torch_kwargs)
+
+    def make_keras(fmt):
+        layer_cls = getattr(keras_aff.layers, keras_name)
+        return layer_cls(reduction_ratio=r, data_format=fmt, **keras_kwargs)
+
+    load_kwargs = {"iaff_second_global": second_global} if second_global else {}
     two_inputs = case != "MSCAM"
 
     module = make_torch()
@@ -231,7 +235,7 @@ def run_case(case, torch, device, dims=2, batch=8, size=12, channels=32):
     torch_after = {
         k: v.detach().cpu().numpy() for k, v in module.state_dict().items()
     }
-    if load_kwargs.get("iaff_second_global") == "global_att":
+    if second_global == "global_att":
         # The official port updates global_att twice per call (it runs in
         # both gates); Keras updates its two copies once each.
         names = [k for k in after if not k.startswith("global_att")]
@@ -257,14 +261,6 @@ def run_case(case, torch, device, dims=2, batch=8, size=12, channels=32):
     result["training_running_var"] = var_diff
     result["training_running_var_biased_corrected"] = corrected
     return result
-
-
-CASES = (
-    "MSCAM",
-    "AFF (official, x2)",
-    "iAFF (official port, global_att reused)",
-    "iAFF (global_att2, the paper)",
-)
 
 
 def main(argv=None):
