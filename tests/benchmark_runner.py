@@ -10,11 +10,17 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_script(name, *flags, timeout=300):
-    """`python benchmarks/<name> *flags`; returns the CompletedProcess."""
+def run_script(name, *flags, timeout=300, pythonpath=None):
+    """`python benchmarks/<name> *flags`, with `pythonpath` (a folder)
+    searched first when given; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(pythonpath)] + [p for p in [env.get("PYTHONPATH")] if p]
+        )
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *flags],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -59,3 +59,16 @@ def test_benchmark_rejects_bad_arguments():
     assert proc.returncode == 2
     assert "Expected `--shape` as four positive integers" in proc.stderr
     assert "Received: shape='2,6,16'" in proc.stderr
+
+
+def test_torch_parity_says_how_to_get_torch(tmp_path):
+    # The parity script needs torch, which CI does not install; without it
+    # the script stops with a usage error naming what to install. A torch
+    # package that fails to import stands in for a missing one.
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text(
+        "raise ImportError('no torch here')\n"
+    )
+    proc = run_script("torch_parity.py", timeout=120, pythonpath=tmp_path)
+    assert proc.returncode == 2
+    assert "install it first (`pip install torch`)" in proc.stderr
