@@ -566,12 +566,19 @@ class MSCAMMixin(FusionMixin):
     def _fuse(self, x, training=None):
         return x * self.attention(x, training=training)
 
+    def fusion_weights(self, inputs, training=False):
+        return self.attention(inputs, training=training)
+
 
 class AFFMixin(FusionMixin):
     def _fuse(self, inputs, training=None):
         x, y = check_pair_inputs(self.name, inputs)
         w = self.attention(x + y, training=training)
         return self._blend(x, y, w)
+
+    def fusion_weights(self, inputs, training=False):
+        x, y = check_pair_inputs(self.name, inputs)
+        return self.attention(x + y, training=training)
 
 
 class IAFFMixin(FusionMixin):
@@ -585,3 +592,9 @@ class IAFFMixin(FusionMixin):
         # PyTorch port reuses the first global branch here; we do not).
         w2 = self.attention2(xi, training=training)
         return self._blend(x, y, w2)
+
+    def fusion_weights(self, inputs, training=False):
+        x, y = check_pair_inputs(self.name, inputs)
+        w1 = self.attention1(x + y, training=training)
+        w2 = self.attention2(y + w1 * (x - y), training=training)
+        return w1, w2
