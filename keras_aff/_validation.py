@@ -264,3 +264,148 @@ def check_writable_path(name, value):
             ValueError, name, path, "a path in an existing, writable directory"
         )
     return path
+
+
+# ---------------------------------------------------------------------------
+# Layer inputs: what `build` and `call` of the fusion layers accept
+# ---------------------------------------------------------------------------
+def is_shape(shape):
+    """True for one shape (a TensorShape, or a tuple/list of ints / None).
+
+    Example:
+
+    >>> is_shape((None, 8, 8, 16)), is_shape([(2, 3), (2, 3)])
+    (True, False)
+    """
+    if hasattr(shape, "as_list"):  # tf.TensorShape (tf_keras)
+        return True
+    return isinstance(shape, (list, tuple)) and all(
+        d is None or isinstance(d, numbers.Integral) for d in shape
+    )
+
+
+def shape_tuple(shape):
+    """A shape as a tuple of ints / None; every dim that is not a plain int
+    (None, a symbolic dim) becomes None; an unknown rank gives None.
+
+    Example:
+
+    >>> shape_tuple([None, 4.0, 3])
+    (None, None, 3)
+    """
+    if hasattr(shape, "as_list"):  # tf.TensorShape
+        if shape.rank is None:
+            return None
+        shape = shape.as_list()
+    if shape is None:
+        return None
+    return tuple(d if _is_int(d) else None for d in shape)
+
+
+def check_feature_shape(layer_name, shape, data_format, reduction_ratio):
+    """One feature map: rank 3, 4 or 5, known channels, at least one hidden
+    channel; returns `(rank, channels)`.
+
+    Example:
+
+    >>> check_feature_shape("aff", (None, 8, 8, 16), "channels_last", 4)
+    (4, 16)
+    """
+    shape = shape_tuple(shape)
+    if shape is None or len(shape) not in (3, 4, 5):
+        raise ValueError(
+            f"Layer '{layer_name}' expects a 1-D, 2-D or 3-D feature map: "
+            "an input of rank 3 (batch, steps, channels), 4 (batch, height, "
+            "width, channels) or 5 (batch, depth, height, width, channels) "
+            "(channels first when data_format='channels_first'). "
+            f"Received: input_shape={shape}"
+        )
+    axis = -1 if data_format == "channels_last" else 1
+    channels = shape[axis]
+    if channels is None:
+        raise ValueError(
+            f"Layer '{layer_name}' needs a known channel dimension (axis "
+            f"{axis} for data_format='{data_format}'). "
+            f"Received: input_shape={shape}"
+        )
+    if channels // reduction_ratio < 1:
+        raise ValueError(
+            f"Layer '{layer_name}': `reduction_ratio` is too large for "
+            f"{channels} channels; channels // reduction_ratio must be at "
+            f"least 1, so use a reduction_ratio between 1 and {channels}. "
+            f"Received: reduction_ratio={reduction_ratio} with "
+            f"input_shape={shape}"
+        )
+    return len(shape), channels
+
+
+def check_single_shape(layer_name, input_shape):
+    """A single tensor's shape (MSCAM), not a list of them.
+
+    Example:
+
+    >>> check_single_shape("ms_cam", [(2, 3, 4), (2, 3, 4)])
+    Traceback (most recent call last):
+    ...
+    ValueError: Layer 'ms_cam' must be called on a single tensor ...
+    """
+    if not is_shape(input_shape):
+        raise ValueError(
+            f"Layer '{layer_name}' must be called on a single tensor (use "
+            "AFF or IAFF to fuse two). "
+            f"Received: input_shape={input_shape}"
+        )
+    return shape_tuple(input_shape)
+
+
+def check_pair_shapes(layer_name, input_shape):
+    """A list of exactly two shapes that agree wherever both are known;
+    returns the merged shape.
+
+    Example:
+
+    >>> check_pair_shapes("aff", [(None, 4, 4, 8), (2, 4, None, 8)])
+    (2, 4, 4, 8)
+    """
+    if is_shape(input_shape):
+        raise ValueError(
+            f"Layer '{layer_name}' must be called on a list of exactly two "
+            "tensors [x, y] of the same shape. Received: a single input "
+            f"with shape {shape_tuple(input_shape)}"
+        )
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+        n = len(input_shape) if isinstance(input_shape, (list, tuple)) else 1
+        raise ValueError(
+            f"Layer '{layer_name}' must be called on a list of exactly two "
+            f"tensors [x, y]. Received: {n} inputs"
+        )
+    sx, sy = (shape_tuple(s) for s in input_shape)
+    same = sx is not None and sy is not None and len(sx) == len(sy)
+    if same:
+        same = all(a is None or b is None or a == b for a, b in zip(sx, sy))
+    if not same:
+        raise ValueError(
+            f"Layer '{layer_name}' needs two inputs of the same shape. "
+            f"Received: x.shape={sx} and y.shape={sy}"
+        )
+    return tuple(a if a is not None else b for a, b in zip(sx, sy))
+
+
+def check_pair_inputs(layer_name, inputs):
+    """`[x, y]` at call time: a list of two tensors of matching shapes (a
+    built layer called again on other shapes would broadcast silently).
+
+    Example:
+
+    >>> x = np.zeros((2, 4, 4, 8), "float32")
+    >>> len(check_pair_inputs("aff", [x, x]))
+    2
+    """
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+        n = len(inputs) if isinstance(inputs, (list, tuple)) else 1
+        raise ValueError(
+            f"Layer '{layer_name}' must be called on a list of exactly two "
+            f"tensors [x, y]. Received: {n} input(s)"
+        )
+    check_pair_shapes(layer_name, [shape_tuple(t.shape) for t in inputs])
+    return inputs

@@ -2,8 +2,9 @@
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
-`keras_aff.legacy.MSCAM`, `AFF` and `IAFF` are built from the same mixins as
-the Keras 3 layers in `keras_aff.layers` (`keras_aff.layers._impl`): the
+`keras_aff.legacy.MSCAM`, `AFF` and `IAFF` are the Keras 3 layers' own code
+(`MSCAMCore`, `AFFCore`, `IAFFCore` and the gate in `keras_aff.layers.gate`)
+run on tf_keras through `LEGACY`, a `keras_aff.layers.kit.LayerKit`: the
 math, the argument checks, the config keys and the variable paths
 (`aff/attention/local/conv1/kernel`) are shared, not copied. Only the base
 class (`tf_keras.layers.Layer`), the registry
@@ -16,13 +17,14 @@ This module imports `tf_keras` explicitly. It never looks at
 `TF_USE_LEGACY_KERAS` and never uses `tf.keras`, so which classes you get does
 not depend on import order. It is not imported by `import keras_aff`.
 
-It also moves weights between a Keras 3 model and its tf_keras twin by
-variable path (`copy_weights`); the `get_weights()` orders of the two
-flavours differ, so `set_weights` cannot be used for that.
+Weights move between a Keras 3 model and its tf_keras twin by variable path
+(`copy_weights`, re-exported from `keras_aff.porting`); the `get_weights()`
+orders of the two flavours differ, so `set_weights` cannot be used for that.
 """
 
 import copy
 import inspect
+import types
 
 try:
     import tf_keras
@@ -36,7 +38,10 @@ except ImportError as e:  # pragma: no cover - exercised without the extra
 import keras
 import tensorflow as tf
 
-from keras_aff.layers import _impl
+from keras_aff.layers import gate
+from keras_aff.layers.aff import AFFCore
+from keras_aff.layers.iaff import IAFFCore
+from keras_aff.layers.ms_cam import MSCAMCore
 from keras_aff.porting import copy_weights
 from keras_aff.porting import weight_paths
 
@@ -49,40 +54,43 @@ __all__ = [
 ]
 
 
+def _mean(x, axis):
+    # tf.reduce_mean in float16 on CPU is wrong for large maps (2.0 comes
+    # back as 0.653 at 224x224), and so is tf_keras' GlobalAveragePooling
+    # under mixed_float16: accumulate in float32 for half types.
+    axis = list(axis)
+    if x.dtype in (tf.float16, tf.bfloat16):
+        m = tf.reduce_mean(tf.cast(x, tf.float32), axis=axis, keepdims=True)
+        return tf.cast(m, x.dtype)
+    return tf.reduce_mean(x, axis=axis, keepdims=True)
+
+
 class LegacyKit:
-    """What the shared mixins need from tf_keras (Keras 2).
+    """The tf_keras kit (`keras_aff.layers.kit.LayerKit`): tf_keras layers,
+    TensorFlow ops.
 
     The math uses TensorFlow ops, which run in either flavour; `keras.ops`
     would tie the layer to `KERAS_BACKEND=tensorflow` and `tf_keras` has no
     `ops` module.
+
+    Example:
+
+    >>> from keras_aff import legacy
+    >>> from keras_aff.layers import kit
+    >>> isinstance(legacy.LEGACY, kit.LayerKit)
+    True
     """
 
     layers = tf_keras.layers
     initializers = tf_keras.initializers
     regularizers = tf_keras.regularizers
-
-    @staticmethod
-    def relu(x):
-        return tf.nn.relu(x)
-
-    @staticmethod
-    def sigmoid(x):
-        return tf.math.sigmoid(x)
-
-    @staticmethod
-    def transpose(x, axes):
-        return tf.transpose(x, perm=list(axes))
-
-    @staticmethod
-    def mean(x, axis):
-        # tf.reduce_mean in float16 on CPU is wrong for large maps (2.0 comes
-        # back as 0.653 at 224x224), and so is tf_keras' GlobalAveragePooling
-        # under mixed_float16: accumulate in float32 for half types.
-        axis = list(axis)
-        if x.dtype in (tf.float16, tf.bfloat16):
-            m = tf.reduce_mean(tf.cast(x, tf.float32), axis=axis, keepdims=True)
-            return tf.cast(m, x.dtype)
-        return tf.reduce_mean(x, axis=axis, keepdims=True)
+    ops = types.SimpleNamespace(
+        relu=tf.nn.relu,
+        sigmoid=tf.math.sigmoid,
+        cast=tf.cast,
+        transpose=lambda x, axes: tf.transpose(x, perm=list(axes)),
+        mean=_mean,
+    )
 
     @staticmethod
     def image_data_format():
@@ -100,21 +108,24 @@ class LegacyKit:
         tf_keras.layers.Layer.build(layer, shape)
 
     @staticmethod
-    def dtype_policy(layer):
-        return layer.dtype_policy
+    def synchronized_bn(requested):
+        return bool(requested)
 
 
-class _ContextBranch(_impl.ContextBranchMixin, tf_keras.layers.Layer):
+LEGACY = LegacyKit()
+
+
+class _ContextBranch(gate.ContextBranchCore, tf_keras.layers.Layer):
     """One local or global MS-CAM branch (private; built by its gate)."""
 
-    _kit = LegacyKit
+    kit = LEGACY
 
 
-class _MSCAMGate(_impl.GateMixin, tf_keras.layers.Layer):
+class _MSCAMGate(gate.MSCAMGateCore, tf_keras.layers.Layer):
     """M(z) = sigmoid(L(z) + G(z)) (private; built by MSCAM, AFF, IAFF)."""
 
-    _kit = LegacyKit
-    _branch_cls = _ContextBranch
+    kit = LEGACY
+    branch_cls = _ContextBranch
 
 
 def _accepted_args(cls):
@@ -146,7 +157,7 @@ def _legacy_initializer(value):
     return value
 
 
-class _LegacyMixin:
+class _LegacyLayer:
     """A clear error for Keras 3 tensors, and a `from_config` that also
     accepts the config of the Keras 3 twin."""
 
@@ -185,7 +196,7 @@ class _LegacyMixin:
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_aff")
-class MSCAM(_LegacyMixin, _impl.MSCAMMixin, tf_keras.layers.Layer):
+class MSCAM(_LegacyLayer, MSCAMCore, tf_keras.layers.Layer):
     """tf_keras twin of `keras_aff.layers.MSCAM`: `x * M(x)`.
 
     `M(x) = sigmoid(L(x) + G(x))`, the multi-scale channel attention gate
@@ -193,13 +204,14 @@ class MSCAM(_LegacyMixin, _impl.MSCAMMixin, tf_keras.layers.Layer):
     hidden channels, G: the same on the global average, broadcast back).
     Arguments, config keys and variable paths are those of the Keras 3
     layer, whose docstring has the details; the implementation is the same
-    shared code (`keras_aff.layers._impl`), run on tf_keras.
+    shared code (`keras_aff.layers`), run on tf_keras.
 
     Args:
         reduction_ratio: int, default 4.
         use_bias: bool, default True.
         bn_momentum: float, default 0.9.
         bn_epsilon: float, default 1e-5.
+        bn_synchronized: bool, default False.
         kernel_initializer: initializer, default "glorot_uniform".
         kernel_regularizer: optional regularizer.
         data_format: "channels_last", "channels_first" or None (default:
@@ -227,19 +239,19 @@ class MSCAM(_LegacyMixin, _impl.MSCAMMixin, tf_keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    _kit = LegacyKit
-    _gate_cls = _MSCAMGate
+    kit = LEGACY
+    gate_cls = _MSCAMGate
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_aff")
-class AFF(_LegacyMixin, _impl.AFFMixin, tf_keras.layers.Layer):
+class AFF(_LegacyLayer, AFFCore, tf_keras.layers.Layer):
     """tf_keras twin of `keras_aff.layers.AFF`.
 
     With `w = M(x + y)` (the MS-CAM gate), the output is
     `output_scale * (x * w + y * (1 - w))`, computed as
     `output_scale * (y + w * (x - y))`. Arguments, config keys and variable
     paths are those of the Keras 3 layer (see its docstring); the
-    implementation is the same shared code (`keras_aff.layers._impl`), run on
+    implementation is the same shared code (`keras_aff.layers`), run on
     tf_keras.
 
     Args:
@@ -249,6 +261,7 @@ class AFF(_LegacyMixin, _impl.AFFMixin, tf_keras.layers.Layer):
         use_bias: bool, default True.
         bn_momentum: float, default 0.9.
         bn_epsilon: float, default 1e-5.
+        bn_synchronized: bool, default False.
         kernel_initializer: initializer, default "glorot_uniform".
         kernel_regularizer: optional regularizer.
         data_format: "channels_last", "channels_first" or None (default:
@@ -278,19 +291,19 @@ class AFF(_LegacyMixin, _impl.AFFMixin, tf_keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    _kit = LegacyKit
-    _gate_cls = _MSCAMGate
+    kit = LEGACY
+    gate_cls = _MSCAMGate
 
 
 @tf_keras.saving.register_keras_serializable(package="keras_aff")
-class IAFF(_LegacyMixin, _impl.IAFFMixin, tf_keras.layers.Layer):
+class IAFF(_LegacyLayer, IAFFCore, tf_keras.layers.Layer):
     """tf_keras twin of `keras_aff.layers.IAFF`.
 
     `w1 = M1(x + y)`, `xi = x * w1 + y * (1 - w1)`, `w2 = M2(xi)`, output
     `output_scale * (x * w2 + y * (1 - w2))`, with two MS-CAM gates that
     each have their own local and global branches. Arguments, config keys
     and variable paths are those of the Keras 3 layer (see its docstring);
-    the implementation is the same shared code (`keras_aff.layers._impl`),
+    the implementation is the same shared code (`keras_aff.layers`),
     run on tf_keras.
 
     Args:
@@ -299,6 +312,7 @@ class IAFF(_LegacyMixin, _impl.IAFFMixin, tf_keras.layers.Layer):
         use_bias: bool, default True.
         bn_momentum: float, default 0.9.
         bn_epsilon: float, default 1e-5.
+        bn_synchronized: bool, default False.
         kernel_initializer: initializer, default "glorot_uniform".
         kernel_regularizer: optional regularizer.
         data_format: "channels_last", "channels_first" or None (default:
@@ -329,5 +343,5 @@ class IAFF(_LegacyMixin, _impl.IAFFMixin, tf_keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    _kit = LegacyKit
-    _gate_cls = _MSCAMGate
+    kit = LEGACY
+    gate_cls = _MSCAMGate

@@ -1,7 +1,8 @@
 """Every docstring example in keras_aff runs as a doctest, and every public
 name has one.
 
-The examples run with `keras`, `np` (NumPy) and `keras_aff` in scope, in a
+The examples run with the module's globals plus `keras`, `np` (NumPy) and
+`keras_aff` in scope, in a
 fresh temporary working directory (so they may write files), with ELLIPSIS
 and NORMALIZE_WHITESPACE. They run under the TensorFlow backend, the
 default; `tests/layers/test_docstrings.py` runs the layer examples on the
@@ -40,8 +41,8 @@ def run_examples(module):
     """(failed, attempted) for every docstring example in `module`."""
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
-    globs = {"keras": keras, "np": np, "keras_aff": keras_aff}
-    for test in finder.find(module, module.__name__, globs=dict(globs)):
+    extra = {"keras": keras, "np": np, "keras_aff": keras_aff}
+    for test in finder.find(module, module.__name__, extraglobs=extra):
         runner.run(test)
     return runner.summarize(verbose=False)
 

@@ -24,8 +24,9 @@ import collections
 
 import numpy as np
 
-from keras_aff.layers import _impl
+from keras_aff import _validation
 from keras_aff.layers.aff import AFF
+from keras_aff.layers.gate import DEFAULT_BRANCHES
 from keras_aff.layers.iaff import IAFF
 from keras_aff.layers.ms_cam import MSCAM
 
@@ -64,6 +65,10 @@ def _to_numpy(value):
     return np.array(value)
 
 
+def _num_gates(layer):
+    return 2 if isinstance(layer, IAFF) else 1
+
+
 def _check_layer(layer, fn_name):
     if not isinstance(layer, (MSCAM, AFF, IAFF)):
         raise TypeError(
@@ -71,10 +76,10 @@ def _check_layer(layer, fn_name):
             "layer (Keras 3). "
             f"Received: layer={layer!r} (of type {type(layer).__name__})"
         )
-    if tuple(layer.branches) != _impl.DEFAULT_BRANCHES:
+    if tuple(layer.branches) != DEFAULT_BRANCHES:
         raise ValueError(
             f"`{fn_name}` supports only the official layout "
-            f"branches={_impl.DEFAULT_BRANCHES} (the official modules have "
+            f"branches={DEFAULT_BRANCHES} (the official modules have "
             "one local and one global branch per gate). "
             f"Received: branches={tuple(layer.branches)}"
         )
@@ -84,8 +89,8 @@ def _key_map(layer, iaff_second_global="global_att2"):
     """`[(torch key, variable path relative to the layer, kind), ...]`,
     kind being "conv_kernel" or "vector", in the official module's order."""
     out = []
-    for gate, prefixes in _GATE_PREFIXES[layer._num_gates].items():
-        for kind, prefix in zip(_impl.DEFAULT_BRANCHES, prefixes):
+    for gate, prefixes in _GATE_PREFIXES[_num_gates(layer)].items():
+        for kind, prefix in zip(DEFAULT_BRANCHES, prefixes):
             if gate == "attention2" and kind == "global":
                 prefix = iaff_second_global
             idx = _SEQUENTIAL_INDEX[kind]
@@ -158,7 +163,7 @@ def _build_from_state_dict(layer, arrays):
         shape = (None,) + spatial + (channels,)
     else:
         shape = (None, channels) + spatial
-    layer.build([shape, shape] if layer._pairwise else shape)
+    layer.build(shape if isinstance(layer, MSCAM) else [shape, shape])
 
 
 def load_torch_state_dict(
@@ -223,66 +228,64 @@ def load_torch_state_dict(
     True
     """
     _check_layer(layer, "load_torch_state_dict")
-    if iaff_second_global not in _IAFF_SECOND_GLOBAL:
-        raise ValueError(
-            "Expected `iaff_second_global` to be one of "
-            f"{_IAFF_SECOND_GLOBAL}. "
-            f"Received: iaff_second_global={iaff_second_global!r}"
-        )
-    if not isinstance(prefix, str):
-        raise TypeError(
-            f"Expected `prefix` to be a str. Received: prefix={prefix!r}"
-        )
+    _validation.check_choice(
+        "iaff_second_global", iaff_second_global, _IAFF_SECOND_GLOBAL
+    )
+    _validation.check_one_of_types("prefix", prefix, (str,), "a str")
     arrays = {
         k: _to_numpy(v) for k, v in _strip_prefix(state_dict, prefix).items()
     }
     if not layer.built:
         _build_from_state_dict(layer, arrays)
-    variables = _variables_by_path(layer)
-    plan = _key_map(layer, iaff_second_global)
-    expected_keys = {key for key, _, _ in plan}
-    ignored = {k for k in arrays if k.endswith(".num_batches_tracked")}
-    if layer._num_gates == 2 and iaff_second_global == "global_att":
-        ignored |= {k for k in arrays if k.startswith("global_att2.")}
-    missing = sorted({key for key, _, _ in plan if key not in arrays})
-    unexpected = sorted(set(arrays) - expected_keys - ignored)
-    mis_shaped = []
-    values = []
-    for key, path, kind in plan:
-        if key not in arrays:
-            continue
-        var = variables[path]
-        value = arrays[key]
-        if kind == "conv_kernel" and value.ndim == len(var.shape):
-            value = _kernel_to_keras(value)
-        if tuple(value.shape) != tuple(var.shape):
-            want = tuple(var.shape)
-            if kind == "conv_kernel":
-                want = tuple(_kernel_to_torch(np.empty(want)).shape)
-            mis_shaped.append(
-                f"{key}: expected shape {want}, got {tuple(arrays[key].shape)}"
-            )
-            continue
-        values.append((var, value))
-    if missing or unexpected or mis_shaped:
-        lines = []
-        if missing:
-            lines.append(f"missing keys: {missing}")
-        if unexpected:
-            lines.append(f"unexpected keys: {unexpected}")
-        if mis_shaped:
-            lines.append("mis-shaped keys: " + "; ".join(mis_shaped))
+    values, problems = _match(layer, arrays, iaff_second_global)
+    if problems:
         raise ValueError(
             f"Cannot load the state dict into layer '{layer.name}' "
             f"({type(layer).__name__}, {layer.channels} channels, "
             f"{layer.inter_channels} hidden, use_bias={layer.use_bias}); "
-            "nothing was assigned. " + ". ".join(lines) + ". "
+            "nothing was assigned. " + ". ".join(problems) + ". "
             f"Received: state_dict with {len(arrays)} keys"
             + (f" under prefix={prefix!r}" if prefix else "")
         )
     for var, value in values:
         var.assign(value.astype(var.dtype))
     return layer
+
+
+def _match(layer, arrays, iaff_second_global):
+    """`(values, problems)`: `[(variable, array), ...]` in Keras layout,
+    and one line per kind of mismatch (missing, unexpected, mis-shaped)."""
+    variables = _variables_by_path(layer)
+    plan = _key_map(layer, iaff_second_global)
+    ignored = {k for k in arrays if k.endswith(".num_batches_tracked")}
+    if _num_gates(layer) == 2 and iaff_second_global == "global_att":
+        ignored |= {k for k in arrays if k.startswith("global_att2.")}
+    missing = sorted({key for key, _, _ in plan if key not in arrays})
+    unexpected = sorted(set(arrays) - {key for key, _, _ in plan} - ignored)
+    mis_shaped, values = [], []
+    for key, path, kind in plan:
+        if key not in arrays:
+            continue
+        var, value = variables[path], arrays[key]
+        if kind == "conv_kernel" and value.ndim == len(var.shape):
+            value = _kernel_to_keras(value)
+        if tuple(value.shape) == tuple(var.shape):
+            values.append((var, value))
+            continue
+        want = tuple(var.shape)
+        if kind == "conv_kernel":
+            want = tuple(_kernel_to_torch(np.empty(want)).shape)
+        mis_shaped.append(
+            f"{key}: expected shape {want}, got {tuple(arrays[key].shape)}"
+        )
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys: {unexpected}")
+    if mis_shaped:
+        problems.append("mis-shaped keys: " + "; ".join(mis_shaped))
+    return values, problems
 
 
 def to_torch_state_dict(layer):

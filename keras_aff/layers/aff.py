@@ -5,12 +5,99 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import keras
 
-from keras_aff.layers import _gate
-from keras_aff.layers import _impl
+from keras_aff import _validation
+from keras_aff.layers import gate
+from keras_aff.layers.kit import KERAS3
+
+
+class AFFCore:
+    """AFF's behaviour, for any Keras flavour (`kit`, `gate_cls`).
+
+    `IAFFCore` extends it: same arguments and config, two gates.
+    """
+
+    def __init__(
+        self,
+        reduction_ratio=4,
+        output_scale=1.0,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=gate.DEFAULT_BRANCHES,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        arguments = gate.gate_arguments(
+            self.kit,
+            reduction_ratio,
+            use_bias,
+            bn_momentum,
+            bn_epsilon,
+            bn_synchronized,
+            kernel_initializer,
+            kernel_regularizer,
+            data_format,
+            branches,
+        )
+        for name, value in arguments.items():
+            setattr(self, name, value)
+        self.output_scale = _validation.check_number(
+            "output_scale", output_scale, low=0.0, low_open=True
+        )
+
+    def build(self, input_shape):
+        shape = _validation.check_pair_shapes(self.name, input_shape)
+        self.attention = gate.build_gate(
+            self, "attention", shape, self.gate_cls
+        )
+        self.channels = self.attention.branch1.conv2.filters
+        self.inter_channels = self.attention.branch1.conv1.filters
+
+    def fusion_weights(self, inputs, training=False):
+        """The weight `w = M(x + y)` of the first input, in [0, 1].
+
+        Example:
+
+        >>> layer = keras_aff.layers.AFF(reduction_ratio=4)
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
+        >>> w = layer.fusion_weights([x, y])
+        >>> np.allclose(layer([x, y]), y + w * (x - y), atol=1e-6)
+        True
+        """
+        x, y = _validation.check_pair_inputs(self.name, inputs)
+        gate.ensure_built(self, [x, y])
+        return self.attention(x + y, training=training)
+
+    def call(self, inputs, training=None):
+        x, y = _validation.check_pair_inputs(self.name, inputs)
+        w = self.fusion_weights([x, y], training=training)
+        return self.blend(x, y, w)
+
+    def blend(self, x, y, w):
+        # y + w * (x - y) == x * w + y * (1 - w), with one multiply fewer and
+        # no `1 - w` for LiteRT's NCHW converter bug to swap.
+        out = y + w * (x - y)
+        if self.output_scale != 1.0:
+            out = out * self.output_scale
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return _validation.check_pair_shapes(self.name, input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(gate.gate_config(self))
+        config["output_scale"] = self.output_scale
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_aff")
-class AFF(_impl.AFFMixin, keras.layers.Layer):
+class AFF(AFFCore, keras.layers.Layer):
     """Attentional feature fusion of two same-shape feature maps.
 
     With `w = M(x + y)`, where `M(z) = sigmoid(L(z) + G(z))` is the MS-CAM
@@ -21,8 +108,9 @@ class AFF(_impl.AFFMixin, keras.layers.Layer):
         output_scale * (x * w + y * (1 - w))
 
     computed as `output_scale * (y + w * (x - y))`. The weight `w` multiplies
-    the FIRST input `x`. In the official ResNets `x` is the residual branch
-    and `y` the shortcut (`fuse(out, identity)`).
+    the FIRST input `x` (`fusion_weights([x, y])` returns it). In the
+    official ResNets `x` is the residual branch and `y` the shortcut
+    (`fuse(out, identity)`).
 
     `output_scale=1.0` is the paper's equation (4). The official MXNet and
     PyTorch code multiplies the AFF output by 2 ("so that the weights sum to
@@ -39,6 +127,9 @@ class AFF(_impl.AFFMixin, keras.layers.Layer):
         bn_momentum: float, default 0.9. BatchNormalization momentum (the
             official PyTorch 0.1 is Keras 0.9; Keras' 0.99 lags badly here).
         bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
+        bn_synchronized: bool, default False. Passed to every
+            BatchNormalization as `synchronized` (cross-replica statistics
+            under a TensorFlow `tf.distribute` strategy).
         kernel_initializer: initializer for the 1x1 conv kernels, default
             "glorot_uniform".
         kernel_regularizer: optional regularizer for the 1x1 conv kernels.
@@ -60,10 +151,9 @@ class AFF(_impl.AFFMixin, keras.layers.Layer):
 
     Batch size 1 in training: the global branch's BatchNormalization sees a
     single value per channel, so it outputs its `beta` whatever the input
-    (the normalised value is 0; equal to `beta` up to float rounding), with
-    no error and no NaN (PyTorch raises here), and its moving variance
-    decays towards 0. Train with batches of at least 2, or freeze the
-    layer's BatchNorms.
+    (the normalised value is 0), with no error and no NaN (PyTorch raises
+    here), and its moving variance decays towards 0. Train with batches of
+    at least 2, or freeze the layer's BatchNorms.
 
     Example:
 
@@ -77,5 +167,5 @@ class AFF(_impl.AFFMixin, keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    _kit = _gate.Keras3Kit
-    _gate_cls = _gate.MSCAMGate
+    kit = KERAS3
+    gate_cls = gate.MSCAMGate

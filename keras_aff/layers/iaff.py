@@ -5,12 +5,56 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import keras
 
-from keras_aff.layers import _gate
-from keras_aff.layers import _impl
+from keras_aff import _validation
+from keras_aff.layers import gate
+from keras_aff.layers.aff import AFFCore
+from keras_aff.layers.kit import KERAS3
+
+
+class IAFFCore(AFFCore):
+    """IAFF's behaviour: AFF's arguments and config, two gates."""
+
+    def build(self, input_shape):
+        shape = _validation.check_pair_shapes(self.name, input_shape)
+        self.attention1 = gate.build_gate(
+            self, "attention1", shape, self.gate_cls
+        )
+        self.attention2 = gate.build_gate(
+            self, "attention2", shape, self.gate_cls
+        )
+        self.channels = self.attention1.branch1.conv2.filters
+        self.inter_channels = self.attention1.branch1.conv1.filters
+
+    def fusion_weights(self, inputs, training=False):
+        """The weights `(w1, w2)` of the first input: `w1 = M1(x + y)` and
+        `w2 = M2(xi)` with `xi = y + w1 * (x - y)`.
+
+        Example:
+
+        >>> layer = keras_aff.layers.IAFF(reduction_ratio=4)
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
+        >>> w1, w2 = layer.fusion_weights([x, y])
+        >>> np.allclose(layer([x, y]), y + w2 * (x - y), atol=1e-6)
+        True
+        """
+        x, y = _validation.check_pair_inputs(self.name, inputs)
+        gate.ensure_built(self, [x, y])
+        w1 = self.attention1(x + y, training=training)
+        xi = y + w1 * (x - y)
+        # The second gate has its OWN local and global branches (the
+        # official PyTorch port reuses the first global branch here).
+        w2 = self.attention2(xi, training=training)
+        return w1, w2
+
+    def call(self, inputs, training=None):
+        x, y = _validation.check_pair_inputs(self.name, inputs)
+        _, w2 = self.fusion_weights([x, y], training=training)
+        return self.blend(x, y, w2)
 
 
 @keras.saving.register_keras_serializable(package="keras_aff")
-class IAFF(_impl.IAFFMixin, keras.layers.Layer):
+class IAFF(IAFFCore, keras.layers.Layer):
     """Iterative attentional feature fusion of two same-shape feature maps.
 
     Two MS-CAM gates `M1` and `M2`, each with its OWN local and global
@@ -24,7 +68,8 @@ class IAFF(_impl.IAFFMixin, keras.layers.Layer):
     where `M(z) = sigmoid(L(z) + G(z))` (L: per-position bottleneck of 1x1
     convs with `c = C // reduction_ratio` hidden channels, G: the same on
     the global average, broadcast back). Both blends are computed as
-    `y + w * (x - y)`. The weights multiply the FIRST input `x`.
+    `y + w * (x - y)`. The weights multiply the FIRST input `x`
+    (`fusion_weights([x, y])` returns `(w1, w2)`).
 
     The official PyTorch port (and LAION-CLAP, which copied it) computes the
     second gate with the FIRST gate's global branch (`global_att` instead of
@@ -39,6 +84,8 @@ class IAFF(_impl.IAFFMixin, keras.layers.Layer):
         use_bias: bool, default True. Bias on the 1x1 convs.
         bn_momentum: float, default 0.9. BatchNormalization momentum.
         bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
+        bn_synchronized: bool, default False. Passed to every
+            BatchNormalization as `synchronized`.
         kernel_initializer: initializer for the 1x1 conv kernels, default
             "glorot_uniform".
         kernel_regularizer: optional regularizer for the 1x1 conv kernels.
@@ -72,5 +119,5 @@ class IAFF(_impl.IAFFMixin, keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    _kit = _gate.Keras3Kit
-    _gate_cls = _gate.MSCAMGate
+    kit = KERAS3
+    gate_cls = gate.MSCAMGate

@@ -1,16 +1,83 @@
-"""MSCAM: the multi-scale channel attention module.
+"""MSCAM: the multi-scale channel attention module, `x * M(x)`.
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
 import keras
 
-from keras_aff.layers import _gate
-from keras_aff.layers import _impl
+from keras_aff import _validation
+from keras_aff.layers import gate
+from keras_aff.layers.kit import KERAS3
+
+
+class MSCAMCore:
+    """MSCAM's behaviour, for any Keras flavour (`kit`, `gate_cls`)."""
+
+    def __init__(
+        self,
+        reduction_ratio=4,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=gate.DEFAULT_BRANCHES,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        arguments = gate.gate_arguments(
+            self.kit,
+            reduction_ratio,
+            use_bias,
+            bn_momentum,
+            bn_epsilon,
+            bn_synchronized,
+            kernel_initializer,
+            kernel_regularizer,
+            data_format,
+            branches,
+        )
+        for name, value in arguments.items():
+            setattr(self, name, value)
+
+    def build(self, input_shape):
+        shape = _validation.check_single_shape(self.name, input_shape)
+        self.attention = gate.build_gate(
+            self, "attention", shape, self.gate_cls
+        )
+        self.channels = self.attention.branch1.conv2.filters
+        self.inter_channels = self.attention.branch1.conv1.filters
+
+    def fusion_weights(self, inputs, training=False):
+        """The gate `M(x)`, in [0, 1], shaped like `inputs`.
+
+        Example:
+
+        >>> layer = keras_aff.layers.MSCAM(reduction_ratio=4)
+        >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 16))
+        >>> w = layer.fusion_weights(x.astype("float32"))
+        >>> bool(keras.ops.all((w >= 0) & (w <= 1)))
+        True
+        """
+        gate.ensure_built(self, inputs)
+        return self.attention(inputs, training=training)
+
+    def call(self, inputs, training=None):
+        return inputs * self.attention(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(gate.gate_config(self))
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_aff")
-class MSCAM(_impl.MSCAMMixin, keras.layers.Layer):
+class MSCAM(MSCAMCore, keras.layers.Layer):
     """Multi-scale channel attention: `x * M(x)`.
 
     `M(x) = sigmoid(L(x) + G(x))` with
@@ -19,19 +86,25 @@ class MSCAM(_impl.MSCAMMixin, keras.layers.Layer):
         G(x) = the same on the global average of x, broadcast back
 
     and `c = C // reduction_ratio`. This is the gate that `AFF` and `IAFF`
-    apply to their inputs; the gate is implemented once and shared.
+    apply to their inputs (`keras_aff.layers.gate`, written once).
 
     Args:
         reduction_ratio: int, default 4. `c = channels // reduction_ratio`.
         use_bias: bool, default True. Bias on the 1x1 convs.
         bn_momentum: float, default 0.9. BatchNormalization momentum.
         bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
+        bn_synchronized: bool, default False. Passed to every
+            BatchNormalization as `synchronized`: under a TensorFlow
+            `tf.distribute` strategy the batch statistics are computed over
+            all replicas (see the "Scaling out" docs for other backends).
         kernel_initializer: initializer for the 1x1 conv kernels, default
             "glorot_uniform".
         kernel_regularizer: optional regularizer for the 1x1 conv kernels.
         data_format: "channels_last", "channels_first" or None (default:
             `keras.config.image_data_format()`).
-        branches: tuple of two branch names, default ("local", "global").
+        branches: tuple of two branch names, default ("local", "global");
+            ("global", "global") and ("local", "local") are the paper's
+            Table 3 ablation.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -54,5 +127,5 @@ class MSCAM(_impl.MSCAMMixin, keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    _kit = _gate.Keras3Kit
-    _gate_cls = _gate.MSCAMGate
+    kit = KERAS3
+    gate_cls = gate.MSCAMGate

@@ -1,33 +1,16 @@
-"""IAFF: the layer contract (C1-C12) plus IAFF-specific behaviour."""
+"""IAFF-specific behaviour (the contract C1-C12 is in test_contract.py)."""
 
 import numpy as np
-import pytest
 
-from tests.layers import contract
+from tests.layers import cases
 from tests.layers import reference
 
-CASE = contract.IAFF
-
-
-class TestIAFFContract(contract.LayerContract):
-    case = CASE
-
-
-@pytest.mark.parametrize("kwargs,exc,match", contract.constructor_errors(CASE))
-def test_c9_constructor_errors(kwargs, exc, match):
-    with pytest.raises(exc, match=match):
-        CASE.cls(**kwargs)
-
-
-@pytest.mark.parametrize("fn,exc,match", contract.call_errors(CASE))
-def test_c9_call_errors(fn, exc, match):
-    with pytest.raises(exc, match=match):
-        fn()
+CASE = cases.IAFF
 
 
 def _built(seed=0, **kwargs):
     layer = CASE.cls(reduction_ratio=2, **kwargs)
-    CASE.build(layer, contract.SHAPE)
+    CASE.build(layer, cases.SHAPE)
     reference.randomize(layer, seed=seed)
     return layer
 
@@ -41,11 +24,11 @@ def test_second_gate_has_its_own_global_branch():
     assert "attention2/global/conv1/kernel" in paths
     assert "attention2/local/conv1/kernel" in paths
     x, y = CASE.make_inputs()
-    before = contract.to_numpy(layer([x, y]))
+    before = cases.to_numpy(layer([x, y]))
     for v in layer.weights:
         if v.path.endswith("attention2/global/bn2/beta"):
-            v.assign(contract.to_numpy(v) + 1.0)
-    after = contract.to_numpy(layer([x, y]))
+            v.assign(cases.to_numpy(v) + 1.0)
+    after = cases.to_numpy(layer([x, y]))
     assert np.max(np.abs(after - before)) > 1e-3
     np.testing.assert_allclose(after, CASE.expected(layer, [x, y]), atol=1e-5)
 
@@ -59,16 +42,16 @@ def test_second_gate_at_one_half_gives_the_plain_average():
         if parts[-4] == "attention2" and parts[-2] == "bn2":
             v.assign(np.zeros(v.shape, "float32"))
     x, y = CASE.make_inputs()
-    out = contract.to_numpy(layer([x, y]))
+    out = cases.to_numpy(layer([x, y]))
     np.testing.assert_allclose(out, 1.5 * (x + y), rtol=1e-5, atol=1e-5)
 
 
 def test_output_scale_scales_the_output():
     one = _built(seed=3)
     two = CASE.cls(reduction_ratio=2, output_scale=2.0)
-    CASE.build(two, contract.SHAPE)
+    CASE.build(two, cases.SHAPE)
     two.set_weights(one.get_weights())
     x, y = CASE.make_inputs()
-    a = contract.to_numpy(one([x, y]))
-    b = contract.to_numpy(two([x, y]))
+    a = cases.to_numpy(one([x, y]))
+    b = cases.to_numpy(two([x, y]))
     np.testing.assert_allclose(b, 2.0 * a, rtol=1e-6, atol=1e-6)

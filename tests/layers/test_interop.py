@@ -13,7 +13,7 @@ import pytest
 
 from keras_aff import interop
 from keras_aff import layers
-from tests.layers import contract
+from tests.layers import cases
 from tests.layers import reference
 
 EPS = 1e-5  # torch.nn.BatchNorm default
@@ -142,7 +142,7 @@ def _keras_call(layer, args):
     """Calls a layer on NCHW arrays; returns NCHW."""
     if layer.data_format == "channels_last":
         args = [np.moveaxis(a, 1, -1) for a in args]
-    out = contract.to_numpy(layer(args if len(args) == 2 else args[0]))
+    out = cases.to_numpy(layer(args if len(args) == 2 else args[0]))
     if layer.data_format == "channels_last":
         out = np.moveaxis(out, -1, 1)
     return out
@@ -228,7 +228,6 @@ def test_rank_5_conv3d_state_dict():
 # ---------------------------------------------------------------------------
 # Round trip, formats, values
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("case", contract.CASES, ids=lambda c: c.name)
 def test_round_trip(case):
     src = case.cls(reduction_ratio=4)
     case.build(src, (None, 6, 5, 16))
@@ -253,9 +252,7 @@ def test_round_trip(case):
     dst = case.cls(reduction_ratio=4, data_format="channels_first")
     interop.load_torch_state_dict(dst, sd)
     for a, b in zip(src.weights, dst.weights):
-        np.testing.assert_array_equal(
-            contract.to_numpy(a), contract.to_numpy(b)
-        )
+        np.testing.assert_array_equal(cases.to_numpy(a), cases.to_numpy(b))
     back = interop.to_torch_state_dict(dst)
     assert list(back) == list(sd)
     for k in sd:
@@ -268,9 +265,7 @@ def test_torch_like_tensors_are_read_by_duck_typing():
     a = interop.load_torch_state_dict(layers.AFF(output_scale=2.0), fake)
     b = interop.load_torch_state_dict(layers.AFF(output_scale=2.0), sd)
     for va, vb in zip(a.weights, b.weights):
-        np.testing.assert_array_equal(
-            contract.to_numpy(va), contract.to_numpy(vb)
-        )
+        np.testing.assert_array_equal(cases.to_numpy(va), cases.to_numpy(vb))
 
 
 def test_prefix_selects_a_submodule():
@@ -305,7 +300,7 @@ def test_missing_unexpected_and_mis_shaped_keys_in_one_error():
     layer = layers.AFF(output_scale=2.0)
     layers_sd = random_state_dict("AFF", seed=15)
     interop.load_torch_state_dict(layer, layers_sd)
-    before = [contract.to_numpy(v).copy() for v in layer.weights]
+    before = [cases.to_numpy(v).copy() for v in layer.weights]
     sd = random_state_dict("AFF", seed=16)
     del sd["global_att.2.running_var"]
     del sd["local_att.3.bias"]
@@ -327,7 +322,7 @@ def test_missing_unexpected_and_mis_shaped_keys_in_one_error():
     assert msg.endswith(f"Received: state_dict with {len(sd)} keys")
     # Nothing was assigned.
     for a, b in zip(before, layer.weights):
-        np.testing.assert_array_equal(a, contract.to_numpy(b))
+        np.testing.assert_array_equal(a, cases.to_numpy(b))
 
 
 def test_use_bias_false_rejects_conv_biases():
@@ -436,5 +431,5 @@ def test_bad_arguments():
         interop.load_torch_state_dict(
             layers.IAFF(), sd, iaff_second_global="global_att3"
         )
-    with pytest.raises(TypeError, match=r"Received: prefix=3$"):
+    with pytest.raises(TypeError, match=r"Received: prefix=3 "):
         interop.load_torch_state_dict(layers.IAFF(), sd, prefix=3)

@@ -15,7 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.layers import contract
+from tests.layers import cases
+from tests.layers import harness
 
 LOAD_SCRIPT = textwrap.dedent(
     """
@@ -54,8 +55,8 @@ LOAD_SCRIPT = textwrap.dedent(
 def fresh_load(tmp_path_factory):
     directory = tmp_path_factory.mktemp("saved")
     manifest, saved = {}, {}
-    for case in contract.CASES:
-        path, inputs, expected = contract.save_model(case, str(directory))
+    for case in cases.CASES:
+        path, inputs, expected = harness.save_model(case, str(directory))
         data = str(directory / f"{case.name}.npz")
         arrays = {f"in{i}": a for i, a in enumerate(inputs)}
         np.savez(data, expected=expected, **arrays)
@@ -82,11 +83,10 @@ def fresh_load(tmp_path_factory):
     return json.loads(line[-1][len("REPORT ") :]), saved
 
 
-@pytest.mark.parametrize("case", contract.CASES, ids=lambda c: c.name)
 @pytest.mark.parametrize("mode", ["default", "safe_mode"])
 def test_c8_fresh_process_load(fresh_load, case, mode):
     report, saved = fresh_load
-    assert report["backend"] == contract.BACKEND
+    assert report["backend"] == cases.BACKEND
     result = report["models"][case.name][mode]
     assert result["class"] == f"{case.cls.__module__}.{case.name}"
     assert result["max_abs_diff"] <= 1e-6, result["max_abs_diff"]

@@ -178,7 +178,9 @@ def test_errors_are_the_shared_ones():
         legacy.IAFF()([x, tf_keras.Input((6, 5, 4))])
     with pytest.raises(ValueError, match=r"known channel dimension"):
         legacy.MSCAM()(tf_keras.Input((6, 5, None)))
-    with pytest.raises(ValueError, match=r"MSCAM has no `output_scale`"):
+    # MSCAM has no output_scale: tf_keras rejects it as it rejects any
+    # unknown keyword argument.
+    with pytest.raises(TypeError, match=r"output_scale"):
         legacy.MSCAM(output_scale=2.0)
 
 

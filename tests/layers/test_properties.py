@@ -1,0 +1,97 @@
+"""Properties of MSCAM, AFF and IAFF over generated shapes, ranks, ratios,
+data formats and dtype policies (hypothesis).
+
+- the output has the input's shape and the policy's compute dtype;
+- with `output_scale=1`, AFF and IAFF outputs lie elementwise between x and
+  y (the gate is in [0, 1]), and MSCAM's between 0 and x;
+- finite inputs up to +-1e4 give finite outputs in float32,
+  mixed_float16 and mixed_bfloat16.
+"""
+
+import keras
+import numpy as np
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from tests.layers import reference
+from tests.layers.cases import CASES
+from tests.layers.cases import to_numpy
+
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# Float rounding of y + w * (x - y) in the compute dtype, relative to |x|+|y|.
+EPS = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1e-2}
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@st.composite
+def layer_inputs(draw):
+    """(case, kwargs, inputs as float32 arrays)."""
+    case = draw(st.sampled_from(CASES))
+    rank = draw(st.sampled_from((3, 4, 5)))
+    channels = draw(st.integers(2, 64))
+    ratio = draw(st.integers(1, channels))
+    spatial = draw(
+        st.lists(st.integers(1, 6), min_size=rank - 2, max_size=rank - 2)
+    )
+    data_format = draw(st.sampled_from(("channels_last", "channels_first")))
+    batch = draw(st.integers(1, 3))
+    if data_format == "channels_last":
+        shape = (batch, *spatial, channels)
+    else:
+        shape = (batch, channels, *spatial)
+    scale = draw(st.sampled_from((1.0, 1e2, 1e4)))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    n = 2 if case.pairwise else 1
+    inputs = [
+        np.clip(rng.normal(scale=scale, size=shape), -1e4, 1e4).astype("f")
+        for _ in range(n)
+    ]
+    kwargs = dict(reduction_ratio=ratio, data_format=data_format)
+    return case, kwargs, inputs, seed
+
+
+def _run(case, kwargs, inputs, seed, policy):
+    """The layer, with random weights and BN statistics of the size trained
+    networks have, and its output."""
+    layer = case.cls(dtype=policy, **kwargs)
+    case.build(layer, inputs[0].shape)
+    reference.randomize(layer, seed=seed)
+    return layer, case.call(layer, inputs)
+
+
+@SETTINGS
+@given(data=layer_inputs(), policy=st.sampled_from(POLICIES))
+def test_shape_dtype_and_finite(data, policy):
+    case, kwargs, inputs, seed = data
+    layer, out = _run(case, kwargs, inputs, seed, policy)
+    assert tuple(out.shape) == inputs[0].shape
+    dtype = keras.backend.standardize_dtype(out.dtype)
+    assert dtype == layer.compute_dtype
+    out = to_numpy(out).astype("float32")
+    assert np.all(np.isfinite(out)), (case.name, policy, kwargs)
+
+
+@SETTINGS
+@given(data=layer_inputs(), policy=st.sampled_from(POLICIES))
+def test_output_between_the_inputs(data, policy):
+    case, kwargs, inputs, seed = data
+    layer, out = _run(case, kwargs, inputs, seed, policy)
+    out = to_numpy(out).astype("float64")
+    # The inputs as the layer saw them (rounded to the compute dtype).
+    seen = [
+        to_numpy(keras.ops.cast(a, layer.compute_dtype)).astype("float64")
+        for a in inputs
+    ]
+    x = seen[0]
+    y = seen[1] if case.pairwise else np.zeros_like(x)
+    slack = EPS[layer.compute_dtype] * (np.abs(x) + np.abs(y) + 1e-30)
+    assert np.all(out >= np.minimum(x, y) - slack), case.name
+    assert np.all(out <= np.maximum(x, y) + slack), case.name
