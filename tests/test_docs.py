@@ -1,0 +1,131 @@
+"""The documentation and the packaging files agree with the package.
+
+The docs site itself is built by CI (`mkdocs build --strict`); these checks
+need no docs dependencies and catch the drift that the build cannot see or
+that a restructuring causes: API pages naming objects that are no longer
+public, CLI flags missing from the hand-written CLI page, a release without
+a changelog entry, `py.typed` or the license left out of the distribution.
+"""
+
+import configparser
+import contextlib
+import importlib
+import io
+import pathlib
+import re
+
+import pytest
+
+import keras_aff
+from keras_aff import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.MULTILINE)
+README_COMMANDS = (
+    'pip install -e ".[demo,litert,onnx]" && keras-aff demo',
+    'pip install -e ".[test,dev]" && python -m pytest && '
+    "KERAS_BACKEND=jax python -m pytest tests/layers",
+)
+
+
+def _directives():
+    found = []
+    for page in sorted(DOCS.glob("*.md")):
+        for name in DIRECTIVE.findall(page.read_text(encoding="utf-8")):
+            found.append((page.name, name))
+    return found
+
+
+def _setup_cfg():
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg", encoding="utf-8")
+    return parser
+
+
+def _help(command):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    return out.getvalue()
+
+
+def _resolve(name):
+    parent, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(parent), attr)
+
+
+@pytest.mark.parametrize(
+    "package", ["layers", "models", "export", "interop", "legacy", "qat"]
+)
+def test_api_pages_document_every_public_name(package):
+    documented = {id(_resolve(name)) for _, name in _directives()}
+    module = importlib.import_module(f"keras_aff.{package}")
+    missing = [
+        name
+        for name in module.__all__
+        if id(getattr(module, name)) not in documented
+    ]
+    assert not missing, f"keras_aff.{package}: no `:::` page for {missing}"
+
+
+@pytest.mark.parametrize(
+    "page, name", _directives(), ids=[n for _, n in _directives()]
+)
+def test_api_directive_names_a_public_object(page, name):
+    # Only public import paths: the parent is a public module that lists
+    # the object in its __all__, and the object has a docstring to render.
+    parent, _, attr = name.rpartition(".")
+    module = importlib.import_module(parent)
+    assert attr in getattr(module, "__all__", ()), (
+        f"{page}: `::: {name}` is not in {parent}.__all__"
+    )
+    assert getattr(module, attr).__doc__, f"{page}: {name} has no docstring"
+
+
+@pytest.mark.parametrize("command", ["demo", "export", "info"])
+def test_cli_page_lists_every_flag(command):
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert f"## `keras-aff {command}`" in page
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", _help(command)))
+    flags.discard("--help")
+    assert flags, f"no flags parsed from `keras-aff {command} --help`"
+    missing = sorted(flag for flag in flags if f"`{flag}" not in page)
+    assert not missing, f"docs/cli.md lacks {command} flags {missing}"
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/index.md"])
+def test_the_two_commands_are_stated_verbatim(doc):
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    for command in README_COMMANDS:
+        assert f"\n{command}\n" in text, f"{doc} lacks: {command}"
+
+
+def test_changelog_has_an_entry_for_this_version():
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## (\S+)", text, re.MULTILINE)
+    assert headings[0] == "Unreleased"
+    assert keras_aff.__version__ in headings
+
+
+def test_distribution_ships_license_and_py_typed():
+    config = _setup_cfg()
+    assert config["metadata"]["license"] == "Apache-2.0"
+    assert config["metadata"]["license_files"].split() == ["LICENSE"]
+    license_text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in license_text
+    assert "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
+    package_data = config["options.package_data"]["keras_aff"]
+    assert "py.typed" in re.split(r"[,\s]+", package_data)
+    assert (pathlib.Path(keras_aff.__file__).parent / "py.typed").is_file()
+
+
+def test_extras_hold_the_docs_and_packaging_tools():
+    extras = {
+        name: {re.split(r"[<>=\[ ]", line)[0] for line in value.split()}
+        for name, value in _setup_cfg()["options.extras_require"].items()
+    }
+    assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= extras["docs"]
+    assert {"ruff", "build", "twine"} <= extras["dev"]
