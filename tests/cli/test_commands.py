@@ -290,3 +290,25 @@ def test_names_kept_from_the_single_module_cli():
 def test_describe_model_rejects_a_path():
     with pytest.raises(TypeError, match="Received: model='m.keras'"):
         cli.describe_model("m.keras")
+
+
+def test_import_does_not_load_tensorflow():
+    # TensorFlow (the exports, the demo's Keras timing) is imported by the
+    # functions that need it, so that `keras-aff info` runs on any backend.
+    pytest.importorskip("jax")
+    code = (
+        "import json, sys\n"
+        "import keras, keras_aff.cli, keras_aff.demo\n"
+        "print(json.dumps([keras.backend.backend(),\n"
+        "    'tensorflow' in sys.modules]))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["jax", False]
