@@ -1,19 +1,24 @@
 """The `keras-aff` command: demo (end to end, in a subprocess), export,
-info, and the exit status and message of every user error."""
+info, the exit status and message of every user error, and the names kept
+from 0.1.0's single-module CLI."""
 
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
 from keras_aff import cli
+from keras_aff import demo
 from keras_aff import export
+from keras_aff.cli import export as export_command
 from tests.export import helpers
 
 
@@ -70,6 +75,13 @@ def test_demo_end_to_end(tmp_path):
         "LiteRT int8",
         "ONNX",
     ]
+    # Progress while it runs: a line per epoch (stdout is a pipe, not a
+    # terminal: `45/45 - 3s - ... - loss: ...`) and a line per export.
+    lines = proc.stdout.splitlines()
+    epochs = [ln for ln in lines if re.match(r"45/45 - .* - loss: ", ln)]
+    assert len(epochs) == 1, proc.stdout
+    for label in formats[1:]:
+        assert any(ln.startswith(f"  {label} ") for ln in lines), label
     for name in (
         "aff_digits.keras",
         "aff_digits/1/saved_model.pb",
@@ -81,6 +93,17 @@ def test_demo_end_to_end(tmp_path):
     png = (out / "fusion_weights.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     report = json.loads((out / "demo_report.json").read_text())
+    assert list(report) == [
+        "epochs",
+        "seed",
+        "train_images",
+        "test_images",
+        "results",
+        "reports",
+        "png",
+        "seconds",
+    ]
+    assert report["png"] == str(out / "fusion_weights.png")
     results = {r["format"]: r for r in report["results"]}
     assert report["epochs"] == 1 and report["test_images"] == 360
     for name in ("SavedModel", "LiteRT float32", "ONNX"):
@@ -93,24 +116,6 @@ def test_demo_end_to_end(tmp_path):
     int8 = report["reports"]["LiteRT int8"]
     assert int8["inputs"]["image"]["dtype"] == "int8"
     assert int8["top1_agreement"] >= 0.9
-
-
-def test_fusion_weight_probe_matches_the_layers():
-    model = cli.build_demo_model()
-    x = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
-    w, w2 = cli.fusion_weight_model(model)(x)
-    assert w.shape == (2, 16, 16, 16) and w2.shape == (2, 8, 8, 32)
-    aff = model.get_layer("aff")
-    inner = keras.Model(model.input, [*aff.input, aff.output])
-    a, b, fused = (np.asarray(t) for t in inner(x))
-    np.testing.assert_allclose(fused, b + np.asarray(w) * (a - b), atol=1e-5)
-
-
-def test_load_demo_data():
-    x_train, x_test, y_train, y_test = cli.load_demo_data()
-    assert x_train.shape == (1437, 16, 16, 1) and x_test.shape[0] == 360
-    assert 0.0 <= x_train.min() and x_train.max() <= 1.0
-    assert sorted(set(y_test)) == list(range(10))
 
 
 @pytest.mark.export
@@ -144,10 +149,11 @@ def test_export_onnx_json_and_default_paths(
     assert report["path"] == os.path.join("savedmodels", "fusion.onnx")
     assert report["num_samples"] == 6 and report["notes"] == ["opset 13"]
     assert (tmp_path / "savedmodels" / "fusion.onnx").is_file()
-    assert cli._default_out("a/m.keras", "saved_model", None) == os.path.join(
+    default_out = export_command.default_out
+    assert default_out("a/m.keras", "saved_model", None) == os.path.join(
         "savedmodels", "m", "1"
     )
-    assert cli._default_out("m.keras", "litert", "int8") == os.path.join(
+    assert default_out("m.keras", "litert", "int8") == os.path.join(
         "savedmodels", "m_int8.tflite"
     )
 
@@ -246,3 +252,63 @@ def test_exit_status_from_the_console_script(tmp_path):
     proc = _run(["info", str(tmp_path / "missing.keras")])
     assert proc.returncode == 2
     assert "keras-aff: error: no such file" in proc.stderr
+
+
+def test_python_dash_m_runs_the_command(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_aff.cli", "info", "missing.keras"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "keras-aff: error: no such file: missing.keras" in proc.stderr
+
+
+def test_names_kept_from_the_single_module_cli():
+    assert cli.load_demo_data is demo.load_demo_data
+    assert cli.build_demo_model is demo.build_demo_model
+    assert cli.fusion_weight_model is demo.fusion_weight_model
+    assert (cli.EXIT_FAILURE, cli.EXIT_USAGE) == (1, 2)
+    assert cli.FORMATS == ("saved_model", "litert", "onnx")
+    assert cli.QUANTIZATIONS == ("float16", "dynamic", "int8")
+    assert (cli.DEMO_EPOCHS, cli.DEMO_CALIBRATION) == (8, 300)
+    assert issubclass(cli.UsageError, Exception)
+    model = helpers.fusion_cnn(seed=0)
+    with pytest.warns(DeprecationWarning, match="describe_model"):
+        old = cli.model_info(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = cli.describe_model(model)
+    assert old == new
+    assert [f["name"] for f in new["fusion_layers"]] == ["aff", "iaff", "mscam"]
+
+
+def test_describe_model_rejects_a_path():
+    with pytest.raises(TypeError, match="Received: model='m.keras'"):
+        cli.describe_model("m.keras")
+
+
+def test_import_does_not_load_tensorflow():
+    # TensorFlow (the exports, the demo's Keras timing) is imported by the
+    # functions that need it, so that `keras-aff info` runs on any backend.
+    pytest.importorskip("jax")
+    code = (
+        "import json, sys\n"
+        "import keras, keras_aff.cli, keras_aff.demo\n"
+        "print(json.dumps([keras.backend.backend(),\n"
+        "    'tensorflow' in sys.modules]))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["jax", False]

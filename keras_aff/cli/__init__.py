@@ -1,0 +1,75 @@
+"""The `keras-aff` command: `demo`, `export` and `info`.
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+
+    keras-aff demo [--out DIR] [--epochs N] [--seed S] [--no-png]
+    keras-aff export MODEL.keras --format saved_model|litert|onnx
+        [--quantize float16|dynamic|int8] [--calibration DIR_OR_NPY]
+        [--out PATH] [--float-io] [--opset N] [--atol X] [--json]
+    keras-aff info MODEL.keras [--json]
+
+Errors print `keras-aff: error: ...` to stderr. Exit status: 0 success, 1 a
+failed export or verification, 2 a usage error (bad arguments, a missing
+file, a file that is not a Keras model, calibration data that does not fit).
+
+Layout: `parser` (the parser, the exit statuses, `main`), one module per
+command (`demo`, `export`, `info`), `_common` (what they share). The demo
+pipeline itself is `keras_aff.demo`.
+
+Example:
+
+>>> keras_aff.cli.main(["info", "missing.keras"])  # prints the error
+2
+"""
+
+import warnings
+
+from keras_aff.cli._common import UsageError
+from keras_aff.cli.export import FORMATS  # noqa: F401
+from keras_aff.cli.export import IMAGE_EXTENSIONS  # noqa: F401
+from keras_aff.cli.export import QUANTIZATIONS  # noqa: F401
+from keras_aff.cli.info import describe_model
+from keras_aff.cli.parser import EXIT_FAILURE  # noqa: F401
+from keras_aff.cli.parser import EXIT_USAGE  # noqa: F401
+from keras_aff.cli.parser import build_parser
+from keras_aff.cli.parser import main
+from keras_aff.demo import build_demo_model
+from keras_aff.demo import fusion_weight_model
+from keras_aff.demo import load_demo_data
+from keras_aff.demo.artifacts import CALIBRATION_SAMPLES as DEMO_CALIBRATION  # noqa: F401
+from keras_aff.demo.train import EPOCHS as DEMO_EPOCHS  # noqa: F401
+
+
+def model_info(model):
+    """Deprecated alias of `describe_model` (renamed so that it is not
+    mistaken for `keras_aff.models.model_info(name)`, the registry entry of
+    a backbone); warns with a `DeprecationWarning`.
+
+    Example:
+
+    >>> image = keras.Input((8, 8, 4))
+    >>> fused = keras_aff.layers.MSCAM(reduction_ratio=2)(image)
+    >>> keras_aff.cli.model_info(keras.Model(image, fused))["params"]["total"]
+    92
+    """
+    warnings.warn(
+        "keras_aff.cli.model_info is deprecated: use "
+        "keras_aff.cli.describe_model (the same dict).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return describe_model(model)
+
+
+# Also importable, as in 0.1.0: EXIT_FAILURE, EXIT_USAGE, FORMATS,
+# QUANTIZATIONS, IMAGE_EXTENSIONS, DEMO_EPOCHS, DEMO_CALIBRATION.
+__all__ = [
+    "UsageError",
+    "build_demo_model",
+    "build_parser",
+    "describe_model",
+    "fusion_weight_model",
+    "load_demo_data",
+    "main",
+    "model_info",
+]

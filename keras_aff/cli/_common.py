@@ -1,0 +1,124 @@
+"""What every `keras-aff` command shares: the usage error, printing,
+loading a model file, sizes and tables.
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+"""
+
+import argparse
+import os
+
+
+class UsageError(Exception):
+    """Bad input from the user (bad arguments, a missing file, a file that
+    is not a Keras model, calibration data that does not fit): `keras-aff`
+    prints `keras-aff: error: <message>` and exits with status 2.
+
+    Example:
+
+    >>> str(keras_aff.cli.UsageError("no such file: m.keras"))
+    'no such file: m.keras'
+    """
+
+
+def echo(*args):
+    """`print`, flushed at once, so progress shows through pipes too.
+
+    Example:
+
+    >>> keras_aff.cli._common.echo("wrote", "m.onnx")
+    wrote m.onnx
+    """
+    print(*args, flush=True)
+
+
+def positive_int(text):
+    """An argparse `type`: an integer >= 1 (argparse turns the error into
+    `argument --epochs: must be >= 1: 0` and keras-aff exits with 2).
+
+    Example:
+
+    >>> keras_aff.cli._common.positive_int("8")
+    8
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {value}")
+    return value
+
+
+def load_model(path):
+    """Loads a `.keras` / `.h5` model with every keras_aff class registered;
+    raises `UsageError` for a missing or non-Keras file.
+
+    Example:
+
+    >>> inputs = keras.Input((4, 4, 2))
+    >>> tiny = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))
+    >>> tiny.save("tiny.keras")
+    >>> keras_aff.cli._common.load_model("tiny.keras").count_params()
+    6
+    """
+    import keras
+
+    import keras_aff.layers  # noqa: F401  (registers MSCAM, AFF, IAFF)
+    import keras_aff.models  # noqa: F401  (registers the backbones)
+
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise UsageError(
+            f"{path} is a directory; expected a Keras model file "
+            "(.keras). A SavedModel cannot be re-exported: export from the "
+            "Keras model it came from."
+        )
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:
+        raise UsageError(
+            f"{path} is not a loadable Keras model (.keras or .h5): "
+            f"{type(e).__name__}: {str(e).strip().splitlines()[0][:500]}"
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"{path} holds a {type(model).__name__}, not a model")
+    return model
+
+
+def format_bytes(n):
+    """A size in B, KiB or MiB.
+
+    Example:
+
+    >>> keras_aff.cli._common.format_bytes(66355)
+    '64.8 KiB'
+    """
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.2f} MiB"
+    if n >= 1 << 10:
+        return f"{n / (1 << 10):.1f} KiB"
+    return f"{n} B"
+
+
+def markdown_table(headers, rows):
+    """A GitHub-markdown table with aligned columns.
+
+    Example:
+
+    >>> table = keras_aff.cli._common.markdown_table(
+    ...     ["format", "size"], [["ONNX", "65.7 KiB"]]
+    ... )
+    >>> print(table)
+    | format | size     |
+    |--------|----------|
+    | ONNX   | 65.7 KiB |
+    """
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])

@@ -1,0 +1,95 @@
+"""The `keras-aff` parser, its exit statuses and `main`.
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+
+Exit status: 0 success, 1 a failed export or verification (or any other
+error while running), 2 a usage error (`UsageError`, or argparse's own),
+130 interrupted.
+"""
+
+import argparse
+import sys
+
+from keras_aff.cli import demo
+from keras_aff.cli import export
+from keras_aff.cli import info
+from keras_aff.cli._common import UsageError
+
+EXIT_SUCCESS = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+# One module per command; each adds its subparser and its handler.
+COMMANDS = (demo, export, info)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argparse errors become `UsageError`s: one line, exit status 2."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def build_parser():
+    """The `keras-aff` argument parser.
+
+    Example:
+
+    >>> keras_aff.cli.build_parser().parse_args(["info", "m.keras"]).model
+    'm.keras'
+    """
+    parser = _Parser(
+        prog="keras-aff",
+        description=(
+            "Attentional feature fusion (AFF / iAFF / MS-CAM) for Keras 3: "
+            "a demo, verified exports and model info."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Runs `keras-aff` with `argv` (default: `sys.argv[1:]`); returns the
+    exit status. Errors print `keras-aff: error: ...` to stderr.
+
+    Example:
+
+    >>> inputs = keras.Input((4, 4, 2), name="image")
+    >>> fused = keras_aff.layers.MSCAM(reduction_ratio=2)(inputs)
+    >>> keras.Model(inputs, fused, name="tiny").save("tiny.keras")
+    >>> keras_aff.cli.main(["info", "tiny.keras"])
+    model tiny (Functional, float32)
+    ...
+    fusion layers: 1
+    ...
+    0
+    >>> keras_aff.cli.main(["info", "missing.keras"])
+    2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return args.func(args)
+    except UsageError as e:
+        print(f"keras-aff: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("keras-aff: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        from keras_aff.export import ExportVerificationError
+
+        kind = (
+            "verification failed"
+            if isinstance(e, ExportVerificationError)
+            else type(e).__name__
+        )
+        print(f"keras-aff: error: {kind}: {e}", file=sys.stderr)
+        return EXIT_FAILURE
