@@ -33,6 +33,8 @@ PUBLIC_PACKAGES = (
     "keras_aff.interop",
     "keras_aff.legacy",
     "keras_aff.qat",
+    "keras_aff.cli",
+    "keras_aff.demo",
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
