@@ -38,14 +38,24 @@ def dtype_name(dtype):
     return getattr(dtype, "name", str(dtype))
 
 
+def _input_name(tensor):
+    # A tf_keras QAT model's input tensors have no name; their input
+    # layers do.
+    layer = getattr(getattr(tensor, "_keras_history", None), "layer", None)
+    return tensor.name or getattr(layer, "name", None) or "inputs"
+
+
 def input_names(model):
     """The serving names of the model's inputs, in `model.inputs` order."""
-    return [t.name for t in model.inputs]
+    return [_input_name(t) for t in model.inputs]
 
 
 def input_specs(model):
     """[(name, shape, dtype)] of the model's inputs."""
-    return [(t.name, tuple(t.shape), dtype_name(t.dtype)) for t in model.inputs]
+    return [
+        (_input_name(t), tuple(t.shape), dtype_name(t.dtype))
+        for t in model.inputs
+    ]
 
 
 def _as_list(data, model, arg_name):
