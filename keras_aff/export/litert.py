@@ -305,9 +305,9 @@ def export_litert(
     Conversion goes through a temporary SavedModel
     (`TFLiteConverter.from_saved_model`) with builtin ops only: no Flex /
     SELECT_TF_OPS and no custom ops, so the file runs on the stock LiteRT
-    runtime (Android, iOS, Linux). A
-    mixed-precision model is rebuilt in float32 with the same weights
-    first (LiteRT cannot convert mixed graphs).
+    runtime (Android, iOS, Linux). A mixed-precision model is rebuilt in
+    float32 with the same weights first (LiteRT cannot convert mixed
+    graphs).
 
     Quantization:
         - None: float32 weights and math.
@@ -324,9 +324,12 @@ def export_litert(
           the sample inputs, at their batch size and at batch 1, within
           `1e-4`, `1e-2` (float16) or `5e-2` (dynamic) times
           `max(1, max |output|)`;
-        - int8: on the calibration data, top-1 agreement >= 0.9 for
-          classifier outputs (rank 2) and mean abs error <= 0.1 times the
-          output scale; max error and mean error are reported.
+        - int8 (the int8 policy `keras_aff.qat.convert_to_int8_litert`
+          applies too): the graph is fully int8 (`inspect_litert`: no
+          float tensor between ops, no QUANTIZE / DEQUANTIZE inside), and
+          on the calibration data top-1 agreement >= 0.9 for classifier
+          outputs (rank 2) and mean abs error <= 0.1 times
+          `max(1, max |output|)`; max error and mean error are reported.
     The interpreter uses its default XNNPACK delegate, as apps do; if
     XNNPACK refuses the model (it does for some int8 models calibrated on
     data that leaves a tensor constant) the check runs on the builtin
@@ -354,9 +357,13 @@ def export_litert(
         max_calibration_samples: int, default 500. Calibration samples used.
 
     Returns:
-        An `ExportReport` with the op counts.
+        An `ExportReport` with the op counts and `xnnpack`; for "int8" also
+        `fully_int8`, `float_islands`, `inner_quantize_ops`,
+        `tensor_dtypes` and `output_step`.
 
     Raises:
+        TypeError: `model` is not a Keras 3 model; an argument of the
+            wrong type.
         ValueError: unknown `quantization`; "int8" without
             `representative_data`; data that does not fit the model.
         RuntimeError: the converter needs non-builtin ops, or the backend
