@@ -11,8 +11,9 @@ The workflow of `keras_aff.qat`, end to end:
    copy the trained weights by variable path;
 4. `keras_aff.qat.quantize_model` (fusion layers unrolled into stock layers,
    tfmot's 8-bit scheme), fine-tune a few epochs;
-5. convert the QAT model to a fully int8 LiteRT model (checked: no float
-   tensor between ops, outputs within tolerance of the QAT model);
+5. convert the QAT model to a fully int8 LiteRT model (checked as the PTQ
+   model is: no float tensor between ops, outputs within tolerance of the
+   QAT model);
 6. checkpoint the QAT model with `save_weights` (TF checkpoint) and
    restore it into a fresh QAT model (with `--savedmodel`, also save the
    whole model with `save_format="tf"` and reload it); copy the fine-tuned
@@ -101,7 +102,7 @@ def accuracy(scores, labels):
     return float(np.mean(np.argmax(scores, axis=1) == labels))
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--float-epochs", type=int, default=10)
@@ -113,14 +114,170 @@ def main(argv=None):
     )
     parser.add_argument("--out", default=None, help="folder for artifacts")
     parser.add_argument("--json", default=None, help="write figures here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    import tensorflow as tf
+
+def max_abs_difference(model, reference, x):
+    return float(
+        np.max(
+            np.abs(
+                np.asarray(model(x, training=False))
+                - np.asarray(reference(x, training=False))
+            )
+        )
+    )
+
+
+def train_float(args, data):
+    """1. Float training in Keras 3; returns (model, test accuracy)."""
+    import keras_aff
+
+    x_train, x_test, y_train, y_test = data
+    keras.utils.set_random_seed(args.seed)
+    model = build_model(
+        keras.layers, keras_aff.layers.AFF, keras_aff.layers.IAFF, keras.Model
+    )
+    steps = int(np.ceil(len(x_train) / 32))
+    # Cosine decay to 0: with a constant rate the BN moving statistics never
+    # settle and inference accuracy jumps between 0.66 and 0.91 from epoch
+    # to epoch while training accuracy is 0.99.
+    model.compile(
+        keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(
+                3e-3, args.float_epochs * steps
+            )
+        ),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    xs, ys = shuffled_epochs(x_train, y_train, args.float_epochs, args.seed)
+    model.fit(xs, ys, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    return model, accuracy(model.predict(x_test, verbose=0), y_test)
+
+
+def export_ptq(float_model, data, out_dir, check):
+    """2. PTQ int8 of the float model with the project's Keras 3 exporter
+    (calibration: 200 images). It runs the same int8 checks as the QAT
+    conversion: fully int8, and the outputs against the float model; its
+    report counts ops, tensor dtypes and float islands. Also the float32
+    LiteRT file, for its size."""
+    import keras_aff.export
+
+    x_train, x_test, _, y_test = data
+    ptq_path = os.path.join(out_dir, "digits_ptq_int8.tflite")
+    report = keras_aff.export.export_litert(
+        float_model,
+        ptq_path,
+        quantization="int8",
+        representative_data=x_train[:200],
+    )
+    acc = accuracy(predict_litert(ptq_path, x_test), y_test)
+    float_export = keras_aff.export.export_litert(
+        float_model,
+        os.path.join(out_dir, "digits_float32.tflite"),
+        sample_inputs=check,
+    )
+    return report, acc, float_export
+
+
+def make_twin(float_model, check):
+    """3. The tf_keras twin, weights copied by variable path."""
     import tf_keras
 
-    import keras_aff
-    import keras_aff.export
     from keras_aff import legacy
+    from keras_aff import porting
+
+    twin = build_model(tf_keras.layers, legacy.AFF, legacy.IAFF, tf_keras.Model)
+    copied = porting.copy_weights(float_model, twin)
+    twin_error = max_abs_difference(twin, float_model, check)
+    if not twin_error <= 1e-4:
+        raise RuntimeError(f"twin differs from the Keras 3 model: {twin_error}")
+    return twin, copied, twin_error
+
+
+def train_qat(args, twin, data):
+    """4. QAT: unroll + tfmot 8-bit, calibrate the ranges, fine-tune;
+    returns (QAT model, ranges calibrated, its Keras test accuracy)."""
+    import tf_keras
+
+    from keras_aff import qat
+
+    x_train, x_test, y_train, y_test = data
+    tf_keras.utils.set_random_seed(args.seed)
+    model = qat.quantize_model(twin)
+    # Start the activation ranges at what the data shows, not tfmot's
+    # [-6, 6] (which a 225-step fine-tune would only shrink by 20 %).
+    calibrated = qat.calibrate_ranges(model, x_train[:256])
+    steps = int(np.ceil(len(x_train) / 32))
+    model.compile(
+        tf_keras.optimizers.Adam(
+            tf_keras.optimizers.schedules.CosineDecay(
+                5e-4, args.qat_epochs * steps
+            )
+        ),
+        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    xs, ys = shuffled_epochs(x_train, y_train, args.qat_epochs, args.seed + 1)
+    model.fit(xs, ys, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    acc = accuracy(model.predict(x_test, verbose=0, batch_size=256), y_test)
+    return model, calibrated, acc
+
+
+def checkpoints(args, qat_model, twin, out_dir, check):
+    """6. `save_weights` and restore into a fresh QAT model (and, with
+    --savedmodel, the whole model as a SavedModel); returns the errors."""
+    import tf_keras
+
+    from keras_aff import qat
+
+    prefix = os.path.join(out_dir, "qat_ckpt", "ckpt")
+    qat_model.save_weights(prefix)
+    restored = qat.quantize_model(twin)
+    # The checkpoint also holds the optimizer state, which an uncompiled
+    # model does not restore: expect_partial() says that is intended.
+    restored.load_weights(prefix).expect_partial()
+    errors = {
+        "save_weights_restore_max_abs_error": max_abs_difference(
+            restored, qat_model, check
+        )
+    }
+    if args.savedmodel:
+        saved = os.path.join(out_dir, "digits_qat_savedmodel")
+        qat_model.save(saved, save_format="tf")
+        with qat.quantize_scope():
+            reloaded = tf_keras.models.load_model(saved)
+        errors["savedmodel_reload_max_abs_error"] = max_abs_difference(
+            reloaded, qat_model, check
+        )
+    return errors
+
+
+def summary(report, acc, checked_on):
+    """The figures of an int8 `ExportReport`, its accuracy and its data."""
+    keep = (
+        "size_bytes",
+        "ops",
+        "tensor_dtypes",
+        "fully_int8",
+        "float_islands",
+        "max_abs_error",
+        "mean_abs_error",
+        "tolerance",
+        "top1_agreement",
+        "xnnpack",
+        "path",
+    )
+    return dict(
+        {k: getattr(report, k) for k in keep},
+        checked_on=checked_on,
+        accuracy=acc,
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import tensorflow as tf
+
+    from keras_aff import porting
     from keras_aff import qat
 
     # Same seed, same figures (with `shuffled_epochs`): without this, runs
@@ -130,96 +287,20 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.time()
     timings = {}
-    x_train, x_test, y_train, y_test = load_digits_16(args.seed)
+    data = load_digits_16(args.seed)
+    x_test, y_test = data[1], data[3]
     check = x_test[:64]
 
-    # 1. Float training in Keras 3.
-    keras.utils.set_random_seed(args.seed)
-    float_model = build_model(
-        keras.layers, keras_aff.layers.AFF, keras_aff.layers.IAFF, keras.Model
-    )
-    steps = int(np.ceil(len(x_train) / 32))
-    # Cosine decay to 0: with a constant rate the BN moving statistics never
-    # settle and inference accuracy jumps between 0.66 and 0.91 from epoch
-    # to epoch while training accuracy is 0.99.
-    float_model.compile(
-        keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(
-                3e-3, args.float_epochs * steps
-            )
-        ),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    xs, ys = shuffled_epochs(x_train, y_train, args.float_epochs, args.seed)
-    float_model.fit(xs, ys, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    float_acc = accuracy(float_model.predict(x_test, verbose=0), y_test)
+    float_model, float_acc = train_float(args, data)
     timings["float_train_s"] = time.time() - t0
-
-    # 2. PTQ int8 of the float model with the project's Keras 3 exporter
-    #    (verified against the float model; calibration: 200 images), and
-    #    the same fully-int8 inspection as the QAT model gets.
     t = time.time()
-    ptq_path = os.path.join(out_dir, "digits_ptq_int8.tflite")
-    ptq_export = keras_aff.export.export_litert(
-        float_model,
-        ptq_path,
-        quantization="int8",
-        representative_data=x_train[:200],
-    )
-    with open(ptq_path, "rb") as f:
-        ptq_report = qat.inspect_litert(f.read())
-    if not ptq_report["fully_int8"]:
-        raise RuntimeError(f"PTQ model not fully int8: {ptq_report}")
-    ptq_report.update(
-        max_abs_error=ptq_export.max_abs_error,
-        mean_abs_error=ptq_export.mean_abs_error,
-        tolerance=ptq_export.tolerance,
-        top1_agreement=ptq_export.top1_agreement,
-        checked_on=f"{ptq_export.num_samples} calibration images",
-        path=ptq_path,
-    )
-    ptq_acc = accuracy(predict_litert(ptq_path, x_test), y_test)
-    float_export = keras_aff.export.export_litert(
-        float_model,
-        os.path.join(out_dir, "digits_float32.tflite"),
-        sample_inputs=check,
+    ptq_report, ptq_acc, float_export = export_ptq(
+        float_model, data, out_dir, check
     )
     timings["ptq_s"] = time.time() - t
-
-    # 3. tf_keras twin, weights copied by variable path.
     t = time.time()
-    twin = build_model(tf_keras.layers, legacy.AFF, legacy.IAFF, tf_keras.Model)
-    copied = legacy.copy_weights(float_model, twin)
-    twin_error = float(
-        np.max(
-            np.abs(
-                np.asarray(twin(check, training=False))
-                - np.asarray(float_model(check, training=False))
-            )
-        )
-    )
-    if not twin_error <= 1e-4:
-        raise RuntimeError(f"twin differs from the Keras 3 model: {twin_error}")
-
-    # 4. QAT: unroll + tfmot 8-bit, fine-tune.
-    tf_keras.utils.set_random_seed(args.seed)
-    qat_model = qat.quantize_model(twin)
-    # Start the activation ranges at what the data shows, not tfmot's
-    # [-6, 6] (which a 225-step fine-tune would only shrink by 20 %).
-    calibrated = qat.calibrate_ranges(qat_model, x_train[:256])
-    qat_model.compile(
-        tf_keras.optimizers.Adam(
-            tf_keras.optimizers.schedules.CosineDecay(
-                5e-4, args.qat_epochs * steps
-            )
-        ),
-        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    xs, ys = shuffled_epochs(x_train, y_train, args.qat_epochs, args.seed + 1)
-    qat_model.fit(xs, ys, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    qat_keras_acc = accuracy(
-        qat_model.predict(x_test, verbose=0, batch_size=256), y_test
-    )
+    twin, copied, twin_error = make_twin(float_model, check)
+    qat_model, calibrated, qat_keras_acc = train_qat(args, twin, data)
     timings["qat_train_s"] = time.time() - t
 
     # 5. Fully int8 LiteRT from the QAT model (no representative dataset).
@@ -227,72 +308,33 @@ def main(argv=None):
     _, qat_report = qat.convert_to_int8_litert(
         qat_model, check, path=os.path.join(out_dir, "digits_qat_int8.tflite")
     )
-    qat_report["tolerance"] = qat_report.pop("tolerance_abs")
-    qat_report["checked_on"] = f"{len(check)} test images"
-    qat_int8_acc = accuracy(predict_litert(qat_report["path"], x_test), y_test)
+    qat_int8_acc = accuracy(predict_litert(qat_report.path, x_test), y_test)
     timings["qat_convert_s"] = time.time() - t
 
-    # 6. Checkpoints, and the weights back to Keras 3.
     t = time.time()
-    qat_model.save_weights(os.path.join(out_dir, "qat_ckpt", "ckpt"))
-    restored = qat.quantize_model(twin)
-    # The checkpoint also holds the optimizer state, which an uncompiled
-    # model does not restore: expect_partial() says that is intended.
-    restored.load_weights(
-        os.path.join(out_dir, "qat_ckpt", "ckpt")
-    ).expect_partial()
-
-    def max_error(model):
-        return float(
-            np.max(
-                np.abs(
-                    np.asarray(model(check, training=False))
-                    - np.asarray(qat_model(check, training=False))
-                )
-            )
-        )
-
-    errors = {"save_weights_restore_max_abs_error": max_error(restored)}
-    if args.savedmodel:
-        saved = os.path.join(out_dir, "digits_qat_savedmodel")
-        qat_model.save(saved, save_format="tf")
-        with qat.quantize_scope():
-            reloaded = tf_keras.models.load_model(saved)
-        errors["savedmodel_reload_max_abs_error"] = max_error(reloaded)
-    legacy.copy_weights(qat_model, float_model)
+    errors = checkpoints(args, qat_model, twin, out_dir, check)
+    # The fine-tuned weights back into the Keras 3 model.
+    porting.copy_weights(qat_model, float_model)
     float_after_qat_acc = accuracy(
         float_model.predict(x_test, verbose=0), y_test
     )
     timings["checkpoint_s"] = time.time() - t
 
-    def summary(report, acc):
-        keep = (
-            "size_bytes",
-            "ops",
-            "tensor_dtypes",
-            "fully_int8",
-            "max_abs_error",
-            "mean_abs_error",
-            "tolerance",
-            "checked_on",
-            "top1_agreement",
-            "path",
-        )
-        return dict({k: report[k] for k in keep}, accuracy=acc)
-
     results = {
         "seed": args.seed,
-        "train_samples": int(len(x_train)),
+        "train_samples": int(len(data[0])),
         "test_samples": int(len(x_test)),
         "params": int(float_model.count_params()),
         "float": {
             "accuracy": float_acc,
             "litert_fp32_size_bytes": float_export.size_bytes,
         },
-        "ptq_int8": summary(ptq_report, ptq_acc),
+        "ptq_int8": summary(
+            ptq_report, ptq_acc, f"{ptq_report.num_samples} calibration images"
+        ),
         "qat_keras_accuracy": qat_keras_acc,
-        "qat_int8": dict(
-            summary(qat_report, qat_int8_acc), xnnpack=qat_report["xnnpack"]
+        "qat_int8": summary(
+            qat_report, qat_int8_acc, f"{len(check)} test images"
         ),
         "qat_minus_float_points": 100 * (qat_int8_acc - float_acc),
         "twin_max_abs_error": twin_error,

@@ -11,6 +11,7 @@ other backends.
 
 import doctest
 import importlib
+import os
 import pkgutil
 
 import keras
@@ -19,12 +20,19 @@ import pytest
 
 import keras_aff
 
-MODULES = sorted(
-    name
-    for _, name, _ in pkgutil.walk_packages(
-        keras_aff.__path__, prefix="keras_aff."
-    )
-)
+
+def _module_names(path, prefix):
+    """Every module under `path`, found without importing any of them
+    (`pkgutil.walk_packages` imports each package, and `keras_aff.qat`
+    imports tfmot, which sets TF_USE_LEGACY_KERAS for the whole session)."""
+    for info in pkgutil.iter_modules(path, prefix):
+        yield info.name
+        if info.ispkg:
+            sub = [os.path.join(p, info.name.rsplit(".", 1)[-1]) for p in path]
+            yield from _module_names(sub, info.name + ".")
+
+
+MODULES = sorted(_module_names(keras_aff.__path__, "keras_aff."))
 # Subpackages whose `__all__` is public API (each name needs an example).
 PUBLIC_PACKAGES = (
     "keras_aff.layers",

@@ -2,73 +2,145 @@
 full-integer int8, builtin ops only, verified before it returns.
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+
+The conversion (`convert`) and the LiteRT half of the pipeline
+(`verify_litert`) serve `export_litert` (a Keras 3 model, through a
+SavedModel) and `keras_aff.qat.convert_to_int8_litert` (a tf_keras QAT
+model, through a frozen concrete function) alike: one converter setup, one
+runner, one check policy, one report.
 """
 
-import collections
-import os
-import re
+import contextlib
 import tempfile
 import warnings
 
 import numpy as np
 
-from keras_aff.export import _verify
+from keras_aff._validation import check_bool
+from keras_aff._validation import check_choice
+from keras_aff._validation import check_int
+from keras_aff._validation import check_number
+from keras_aff.export import checks
+from keras_aff.export import environment
+from keras_aff.export import litert_ops
+from keras_aff.export import model_io
+from keras_aff.export import pipeline
+from keras_aff.export import rebuild
+from keras_aff.export.litert_ops import list_ops
+from keras_aff.export.report import ExportVerificationError
+from keras_aff.export.runners import LiteRTRunner
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 500
-_BUILTIN_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_CONVERTER_NOISE = (
+    # The calibrator uses the deprecated tf.lite.Interpreter.
+    r"(?s).*tf\.lite\.Interpreter is deprecated",
+    # A QAT model's input range comes from its QuantizeLayer; the converter
+    # still warns that no input statistics were given.
+    "Statistics for quantized inputs were expected",
+)
+_XNNPACK_NOTE = (
+    "the XNNPACK delegate (LiteRT's default CPU backend) refused this model "
+    "('failed to create XNNPACK runtime'), so it was verified and timed on "
+    "the builtin kernels; on a phone it runs slower. Usual cause: "
+    "calibration data on which a tensor is constant (a dead ReLU branch in "
+    "an untrained model); calibrate on real inputs."
+)
 
 
-def _validate_quantization(quantization):
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            "Expected `quantization` to be one of None (float32), "
-            "'float16', 'dynamic' or 'int8'. "
-            f"Received: quantization={quantization!r}"
-        )
-    return quantization
-
-
-def _convert(tf, model32, quantization, calibration, float_io):
-    """TFLite flatbuffer bytes, converted from a SavedModel of `model32`.
+# ---------------------------------------------------------------------------
+# Conversion
+# ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def saved_model_source(model):
+    """A TFLiteConverter of a Keras 3 model, through a temporary SavedModel
+    (`model.export`; signature inputs named after the model's inputs).
 
     `TFLiteConverter.from_concrete_functions(..., trackable_obj=model)`
     is NOT used: with a Keras 3 model on TF 2.21 it leaves the variables
     unfrozen and the outputs are NaN.
     """
+    import tensorflow as tf
+
     with tempfile.TemporaryDirectory() as tmp:
-        model32.export(tmp, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-            if quantization == "int8"
-            else tf.lite.OpsSet.TFLITE_BUILTINS
-        ]
-        converter.allow_custom_ops = False
-        if quantization is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantization == "int8":
-            names = _verify.input_names(model32)
-            n = len(calibration[0])
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(tmp)
 
-            def representative_dataset():
-                for i in range(n):
-                    yield {
-                        name: arr[i : i + 1]
-                        for name, arr in zip(names, calibration)
-                    }
 
-            converter.representative_dataset = representative_dataset
-            if not float_io:
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
+@contextlib.contextmanager
+def frozen_function_source(model):
+    """A TFLiteConverter of `model(x, training=False)` with its variables
+    frozen into constants (single-input models, tf_keras or Keras 3).
+
+    `from_keras_model` first writes and re-reads a full Keras SavedModel:
+    ~20x slower for a tf_keras QAT model (592 traced functions for a small
+    CNN), same flatbuffer. `from_concrete_functions` with the model as
+    `trackable_obj` is as slow for tf_keras and leaves a Keras 3 model's
+    variables unfrozen (NaN outputs); without any trackable it takes a
+    deprecated path that writes no signature. So: freeze the function, and
+    give an empty `tf.Module` as the trackable, which yields a
+    `serving_default` signature (input named after the model's input).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants
+
+    (name, shape, dtype), *_ = model_io.input_specs(model)
+    spec = tf.TensorSpec([None] + list(shape[1:]), dtype, name=name)
+
+    def serve(inputs):
+        return model(inputs, training=False)
+
+    # autograph=False: the model call needs no conversion (Keras converts
+    # its layers itself).
+    fn = tf.function(serve, autograph=False).get_concrete_function(spec)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(fn)
+    yield tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
+
+
+def _configure(converter, quantization, representative_dataset, float_io):
+    import tensorflow as tf
+
+    int8_ops = quantization == "int8" and representative_dataset is not None
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        if int8_ops
+        else tf.lite.OpsSet.TFLITE_BUILTINS
+    ]
+    converter.allow_custom_ops = False
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if representative_dataset is not None:
+        converter.representative_dataset = representative_dataset
+    if quantization == "int8" and not float_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+
+
+def convert(
+    source, quantization=None, representative_dataset=None, float_io=False
+):
+    """LiteRT flatbuffer bytes, builtin ops only.
+
+    Args:
+        source: `saved_model_source(model)` or
+            `frozen_function_source(model)`.
+        quantization: None, "float16", "dynamic" or "int8". "int8" with a
+            `representative_dataset` calibrates and allows int8 builtin ops
+            only; without one the ranges must come from the model (QAT).
+        representative_dataset: optional callable yielding samples, as
+            `TFLiteConverter.representative_dataset`.
+        float_io: bool. For "int8", keep float32 input and output.
+
+    Raises:
+        RuntimeError: the converter failed (e.g. it needs Flex ops).
+    """
+    with source as converter:
+        _configure(converter, quantization, representative_dataset, float_io)
         with warnings.catch_warnings():
-            # The calibrator uses the deprecated tf.lite.Interpreter.
-            warnings.filterwarnings(
-                "ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated"
-            )
+            for message in _CONVERTER_NOISE:
+                warnings.filterwarnings("ignore", message=message)
             try:
                 return converter.convert()
             except Exception as e:
@@ -84,144 +156,136 @@ def _convert(tf, model32, quantization, calibration, float_io):
                 ) from e
 
 
-def list_ops(flatbuffer):
-    """Op name -> count of a LiteRT model (builtin names such as CONV_2D;
-    a custom or Flex op appears under its custom code, e.g. FlexConv2D).
+def calibration_dataset(names, calibration):
+    """A `representative_dataset` yielding each sample of `calibration`
+    (one array per input) as a dict name -> batch of 1."""
 
-    Example:
-
-    >>> keras_aff.export.litert.list_ops(open("model.tflite", "rb").read())
-    {'ADD': 8, 'CONV_2D': 15, 'FULLY_CONNECTED': 1, ...}
-    """
-    interpreter_mod = _verify.import_litert_interpreter()
-    interpreter = interpreter_mod.Interpreter(
-        model_content=flatbuffer,
-        experimental_op_resolver_type=(
-            interpreter_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        ),
-    )
-    counts = collections.Counter(
-        op["op_name"] for op in interpreter._get_ops_details()
-    )
-    return dict(sorted(counts.items()))
-
-
-def _non_builtin(ops):
-    return sorted(
-        name
-        for name in ops
-        if name == "CUSTOM"
-        or name.startswith("Flex")
-        or not _BUILTIN_NAME.match(name)
-    )
-
-
-class LiteRTRunner(_verify.Runner):
-    """Runs a LiteRT model through its serving signature with float inputs
-    and outputs, quantizing int8 inputs and dequantizing int8 outputs
-    (private; see `keras_aff.export.load_artifact`).
-
-    Example:
-
-    >>> predict = keras_aff.export.load_artifact("model_int8.tflite")
-    >>> outputs = predict(x)  # a list of float32 arrays
-    """
-
-    format = "litert"
-
-    def __init__(self, model_content, input_names=None, num_threads=None):
-        self._module = _verify.import_litert_interpreter()
-        self._content = model_content
-        self._threads = num_threads
-        # True while the default XNNPACK delegate runs the model; False
-        # once it refused it (see `_run`).
-        self.xnnpack = True
-        self._start()
-        self.input_details = self.runner.get_input_details()
-        self.output_details = self.runner.get_output_details()
-        self.input_details = self.runner.get_input_details()
-        self.output_details = self.runner.get_output_details()
-        self._bind_names(self.input_details, input_names)
-        self.output_names = _verify.output_order(self.output_details)
-        self.inputs = self._describe(self.input_details)
-        self.outputs = self._describe(self.output_details)
-
-    def _make(self):
-        kwargs = {}
-        if not self.xnnpack:
-            kwargs["experimental_op_resolver_type"] = (
-                self._module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            )
-        return self._module.Interpreter(
-            model_content=self._content, num_threads=self._threads, **kwargs
-        )
-
-    def _start(self):
-        self.interpreter = self._make()
-        self.runner = self.interpreter.get_signature_runner()
-
-    @staticmethod
-    def _describe(details):
-        out = {}
-        for name, d in details.items():
-            info = {
-                "shape": [
-                    None if s < 0 else int(s) for s in d["shape_signature"]
-                ],
-                "dtype": np.dtype(d["dtype"]).name,
+    def representative_dataset():
+        for i in range(len(calibration[0])):
+            yield {
+                name: arr[i : i + 1] for name, arr in zip(names, calibration)
             }
-            if d["quantization"][0]:
-                info["scale"] = float(d["quantization"][0])
-                info["zero_point"] = int(d["quantization"][1])
-            out[name] = info
-        return out
 
-    def _quantize(self, feed):
-        out = {}
-        for name, arr in feed.items():
-            d = self.input_details[name]
-            if np.issubdtype(d["dtype"], np.integer) and d["quantization"][0]:
-                scale, zero = d["quantization"]
-                info = np.iinfo(d["dtype"])
-                arr = np.clip(np.round(arr / scale + zero), info.min, info.max)
-            out[name] = np.asarray(arr).astype(d["dtype"])
-        return out
+    return representative_dataset
 
-    def _run(self, feed):
-        try:
-            out = self.runner(**self._quantize(feed))
-        except RuntimeError as e:
-            # XNNPACK (the default CPU delegate) refuses some int8 models,
-            # e.g. when calibration saw a constant tensor (a dead ReLU
-            # branch) and gave it a ~1e-8 scale: "failed to create XNNPACK
-            # runtime". The builtin kernels run them; say so in the report.
-            if not self.xnnpack or "XNNPACK" not in str(e):
-                raise
-            self.xnnpack = False
-            self._start()
-            out = self.runner(**self._quantize(feed))
-        result = []
-        for name in self.output_names:
-            d = self.output_details[name]
-            value = out[name]
-            if np.issubdtype(d["dtype"], np.integer) and d["quantization"][0]:
-                scale, zero = d["quantization"]
-                value = (value.astype(np.float32) - zero) * scale
-            result.append(value)
-        return result
 
-    def latency_ms(self, inputs):
-        """Median time of a bare `invoke()` on `inputs`, on an interpreter
-        of its own, as an app calls it (no resize or copy per call)."""
-        interpreter = self._make()
-        feed = self._quantize(self.arrange(inputs))
-        for name, arr in feed.items():
-            index = self.input_details[name]["index"]
-            interpreter.resize_tensor_input(index, arr.shape)
-        interpreter.allocate_tensors()
-        for name, arr in feed.items():
-            interpreter.set_tensor(self.input_details[name]["index"], arr)
-        return _verify.median_latency_ms(interpreter.invoke)
+# ---------------------------------------------------------------------------
+# Verification: the LiteRT half of the pipeline
+# ---------------------------------------------------------------------------
+def _graph_fields(flatbuffer, quantization, label):
+    """Op counts (and, for int8, the int8 graph facts) of the flatbuffer;
+    raises ExportVerificationError on non-builtin ops or float islands."""
+    if quantization != "int8":
+        ops = list_ops(flatbuffer)
+        graph = None
+    else:
+        graph = litert_ops.inspect_litert(flatbuffer)
+        ops = graph["ops"]
+    bad = litert_ops.non_builtin(ops)
+    if bad:
+        raise ExportVerificationError(
+            f"The LiteRT model contains non-builtin ops {bad}; only builtin "
+            "ops run on a stock LiteRT runtime."
+        )
+    if graph is None:
+        return {"ops": ops}
+    checks.check_int8_graph(label, graph)
+    keys = ("fully_int8", "float_islands", "inner_quantize_ops")
+    keys += ("tensor_dtypes", "output_step")
+    return dict({k: graph[k] for k in keys}, ops=ops)
+
+
+def _xnnpack_fields(runner, notes):
+    if not runner.xnnpack:
+        notes.append(_XNNPACK_NOTE)
+        # Points at the caller of export_litert / convert_to_int8_litert.
+        warnings.warn(_XNNPACK_NOTE, stacklevel=6)
+    return {"xnnpack": runner.xnnpack}
+
+
+def verify_litert(
+    flatbuffer,
+    path,
+    model,
+    samples,
+    reference,
+    quantization=None,
+    policy=None,
+    num_threads=None,
+    notes=None,
+    about="",
+):
+    """Checks a LiteRT flatbuffer against its Keras model and writes it to
+    `path` (None: writes nothing); returns its `ExportReport`.
+
+    Builtin ops only; int8: fully int8 (`inspect_litert`), and the int8
+    policy on `samples` (batch n only); other modes: `policy` at batch n
+    and batch 1.
+
+    Raises:
+        ExportVerificationError: a check failed (nothing is at `path`).
+    """
+    mode = quantization or "float32"
+    policy = policy or checks.Policy(mode)
+    label = f"The LiteRT model ({mode})"
+    notes = [] if notes is None else notes
+    fields = _graph_fields(flatbuffer, quantization, label)
+    names = model_io.input_names(model)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+        return fields
+
+    artifact = pipeline.Artifact(
+        format="litert",
+        label=label,
+        write=write,
+        open_runner=lambda tmp: LiteRTRunner(flatbuffer, names, num_threads),
+        policy=policy,
+        quantization=quantization,
+        notes=notes,
+        after_checks=lambda runner: _xnnpack_fields(runner, notes),
+    )
+    found = pipeline.batch_checks(
+        samples, reference, batch_one=mode != "int8", about=about
+    )
+    return pipeline.verify_and_commit(path, artifact, found)
+
+
+# ---------------------------------------------------------------------------
+# The exporter
+# ---------------------------------------------------------------------------
+def _check_arguments(model, quantization, representative_data, float_io):
+    model_io.check_model(model)
+    quantization = check_choice("quantization", quantization, QUANTIZATIONS)
+    check_bool("float_io", float_io)
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' (full integer) needs calibration data to "
+            "choose the activation ranges: pass `representative_data=`, "
+            "about 100-500 real input samples (an array shaped like a batch "
+            "of model inputs). Use quantization='dynamic' for int8 weights "
+            "without calibration. Received: representative_data=None"
+        )
+    return quantization
+
+
+def _data(model, quantization, representative_data, sample_inputs, limit):
+    """(calibration or None, the samples to check on)."""
+    calibration = None
+    if representative_data is not None:
+        calibration = model_io.normalize_inputs(
+            model, representative_data, "representative_data"
+        )
+        calibration = model_io.take(calibration, slice(0, limit))
+    if quantization == "int8":
+        return calibration, calibration
+    if sample_inputs is not None:
+        return calibration, model_io.normalize_inputs(model, sample_inputs)
+    if calibration is not None:
+        return calibration, calibration
+    return calibration, model_io.random_inputs(model)
 
 
 def export_litert(
@@ -241,9 +305,9 @@ def export_litert(
     Conversion goes through a temporary SavedModel
     (`TFLiteConverter.from_saved_model`) with builtin ops only: no Flex /
     SELECT_TF_OPS and no custom ops, so the file runs on the stock LiteRT
-    runtime (Android, iOS, Linux). A
-    mixed-precision model is rebuilt in float32 with the same weights
-    first (LiteRT cannot convert mixed graphs).
+    runtime (Android, iOS, Linux). A mixed-precision model is rebuilt in
+    float32 with the same weights first (LiteRT cannot convert mixed
+    graphs).
 
     Quantization:
         - None: float32 weights and math.
@@ -260,9 +324,12 @@ def export_litert(
           the sample inputs, at their batch size and at batch 1, within
           `1e-4`, `1e-2` (float16) or `5e-2` (dynamic) times
           `max(1, max |output|)`;
-        - int8: on the calibration data, top-1 agreement >= 0.9 for
-          classifier outputs (rank 2) and mean abs error <= 0.1 times the
-          output scale; max error and mean error are reported.
+        - int8 (the int8 policy `keras_aff.qat.convert_to_int8_litert`
+          applies too): the graph is fully int8 (`inspect_litert`: no
+          float tensor between ops, no QUANTIZE / DEQUANTIZE inside), and
+          on the calibration data top-1 agreement >= 0.9 for classifier
+          outputs (rank 2) and mean abs error <= 0.1 times
+          `max(1, max |output|)`; max error and mean error are reported.
     The interpreter uses its default XNNPACK delegate, as apps do; if
     XNNPACK refuses the model (it does for some int8 models calibrated on
     data that leaves a tensor constant) the check runs on the builtin
@@ -290,9 +357,13 @@ def export_litert(
         max_calibration_samples: int, default 500. Calibration samples used.
 
     Returns:
-        An `ExportReport` with the op counts.
+        An `ExportReport` with the op counts and `xnnpack`; for "int8" also
+        `fully_int8`, `float_islands`, `inner_quantize_ops`,
+        `tensor_dtypes` and `output_step`.
 
     Raises:
+        TypeError: `model` is not a Keras 3 model; an argument of the
+            wrong type.
         ValueError: unknown `quantization`; "int8" without
             `representative_data`; data that does not fit the model.
         RuntimeError: the converter needs non-builtin ops, or the backend
@@ -302,113 +373,67 @@ def export_litert(
 
     Example:
 
+    >>> inp = keras.Input((8, 8, 3), name="image")
+    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    >>> b = keras.layers.Conv2D(4, 1)(inp)
+    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
+    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
+    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> x = np.random.default_rng(0).normal(size=(64, 8, 8, 3))
     >>> report = keras_aff.export.export_litert(
     ...     model, "model_int8.tflite", quantization="int8",
-    ...     representative_data=x_train[:200])
+    ...     representative_data=x.astype("float32"))
     >>> report.ops
-    {'ADD': 8, 'CONV_2D': 15, 'FULLY_CONNECTED': 1, 'LOGISTIC': 3, ...}
+    {'ADD': 3, 'CONV_2D': 6, 'FULLY_CONNECTED': 1, 'LOGISTIC': 1, ...}
+    >>> report.fully_int8, report.inner_quantize_ops, report.float_islands
+    (True, 0, [])
+    >>> report.inputs["image"]["dtype"]
+    'int8'
+    >>> report.mean_abs_error <= report.tolerance
+    True
     """
-    tf = _verify.require_tensorflow_backend("export_litert")
-    _verify.check_model(model)
-    _validate_quantization(quantization)
-    _verify.validate_flag("float_io", float_io)
-    if quantization == "int8" and representative_data is None:
-        raise ValueError(
-            "quantization='int8' (full integer) needs calibration data to "
-            "choose the activation ranges: pass `representative_data=`, "
-            "about 100-500 real input samples (an array shaped like a batch "
-            "of model inputs). Use quantization='dynamic' for int8 weights "
-            "without calibration. Received: representative_data=None"
+    environment.require_tensorflow_backend("export_litert")
+    quantization = _check_arguments(
+        model, quantization, representative_data, float_io
+    )
+    if atol is not None:
+        atol = check_number("atol", atol, low=0.0)
+    if min_top1_agreement is not None:
+        min_top1_agreement = check_number(
+            "min_top1_agreement", min_top1_agreement, low=0.0, high=1.0
         )
-    calibration = None
-    if representative_data is not None:
-        calibration = _verify.normalize_inputs(
-            model, representative_data, "representative_data"
-        )
-        calibration = _verify.take(
-            calibration, slice(0, int(max_calibration_samples))
-        )
+    if num_threads is not None:
+        num_threads = check_int("num_threads", num_threads, min_value=1)
+    limit = check_int(
+        "max_calibration_samples", max_calibration_samples, min_value=1
+    )
+    calibration, samples = _data(
+        model, quantization, representative_data, sample_inputs, limit
+    )
+    model32, reference, notes = rebuild.prepare_float32(model, samples)
+    dataset = None
     if quantization == "int8":
-        samples = calibration
-    elif sample_inputs is not None:
-        samples = _verify.normalize_inputs(model, sample_inputs)
-    elif calibration is not None:
-        samples = calibration
-    else:
-        samples = _verify.random_inputs(model)
-    model32, reference, notes = _verify.prepare_float32(model, samples)
-    if calibration is not None and model32 is not model:
-        calibration = [np.asarray(a, dtype="float32") for a in calibration]
-    flatbuffer = _convert(tf, model32, quantization, calibration, float_io)
-    ops = list_ops(flatbuffer)
-    bad = _non_builtin(ops)
-    if bad:
-        raise _verify.ExportVerificationError(
-            f"The LiteRT model contains non-builtin ops {bad}; only builtin "
-            "ops run on a stock LiteRT runtime."
-        )
-    mode = quantization or "float32"
-    kind = f"The LiteRT model ({mode})"
-    with _verify.StagedPath(path) as stage:
-        with open(stage.tmp, "wb") as f:
-            f.write(flatbuffer)
-        runner = LiteRTRunner(
-            flatbuffer, _verify.input_names(model32), num_threads
-        )
-        n = len(samples[0])
-        stats_all, tol = _verify.check(
-            kind,
-            reference,
-            runner(samples),
-            mode=mode,
-            atol=atol,
-            min_top1_agreement=min_top1_agreement,
-            where=f"batch {n}"
-            + (" (the calibration data)" if mode == "int8" else ""),
-        )
-        one = _verify.take(samples, slice(0, 1))
-        got_one = runner(one)
-        if mode != "int8":
-            stats_one, _ = _verify.check(
-                kind,
-                _verify.take(reference, slice(0, 1)),
-                got_one,
-                mode=mode,
-                atol=atol,
-                where="batch 1",
-            )
-            stats = _verify.merge_stats([stats_all, stats_one])
-        else:
-            stats = stats_all
-        latency = runner.latency_ms(one)
-        if not runner.xnnpack:
-            message = (
-                "the XNNPACK delegate (LiteRT's default CPU backend) refused "
-                "this model ('failed to create XNNPACK runtime'), so it was "
-                "verified and timed on the builtin kernels; on a phone it "
-                "runs slower. Usual cause: calibration data on which a "
-                "tensor is constant (a dead ReLU branch in an untrained "
-                "model); calibrate on real inputs."
-            )
-            notes.append(message)
-            warnings.warn(message, stacklevel=2)
-        inputs, outputs = runner.inputs, runner.outputs
-        stage.commit()
-    return _verify.ExportReport(
-        format="litert",
-        path=os.fspath(path),
-        size_bytes=os.path.getsize(path),
+        if model32 is not model:
+            calibration = [np.asarray(a, "float32") for a in calibration]
+        names = model_io.input_names(model32)
+        dataset = calibration_dataset(names, calibration)
+    flatbuffer = convert(
+        saved_model_source(model32), quantization, dataset, float_io
+    )
+    policy = checks.Policy(
+        quantization or "float32",
+        atol=atol,
+        min_top1_agreement=min_top1_agreement,
+    )
+    return verify_litert(
+        flatbuffer,
+        path,
+        model32,
+        samples,
+        reference,
         quantization=quantization,
-        ops=ops,
-        inputs=inputs,
-        outputs=outputs,
-        max_abs_error=stats.max_abs_error,
-        mean_abs_error=stats.mean_abs_error,
-        tolerance=tol,
-        output_scale=stats.output_scale,
-        top1_agreement=stats.top1_agreement,
-        num_samples=stats_all.num_samples,
-        checked=[f"batch {n}"] + (["batch 1"] if mode != "int8" else []),
-        latency_ms=latency,
+        policy=policy,
+        num_threads=num_threads,
         notes=notes,
+        about=" (the calibration data)" if quantization == "int8" else "",
     )

@@ -5,60 +5,31 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import collections
 import logging
-import os
 
-from keras_aff.export import _verify
-
-_ONNX_TYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
+from keras_aff._validation import check_int
+from keras_aff.export import checks
+from keras_aff.export import environment
+from keras_aff.export import model_io
+from keras_aff.export import pipeline
+from keras_aff.export import rebuild
+from keras_aff.export.runners import ONNXRunner
 
 
-class ONNXRunner(_verify.Runner):
-    """Runs an ONNX model with onnxruntime on the CPU (private; see
-    `keras_aff.export.load_artifact`).
-
-    Example:
-
-    >>> predict = keras_aff.export.load_artifact("model.onnx")
-    >>> outputs = predict(x)  # a list of float32 arrays
-    """
-
-    format = "onnx"
-
-    def __init__(self, path, input_names=None, num_threads=None):
-        _, ort = _verify.import_onnx_tools()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if num_threads:
-            options.intra_op_num_threads = int(num_threads)
-        self.session = ort.InferenceSession(
-            os.fspath(path), options, providers=["CPUExecutionProvider"]
+def _convert(tf2onnx, model32, signature, opset, path, notes):
+    """Writes the ONNX file; returns its op counts and notes the opset."""
+    tf2onnx_logger = logging.getLogger("tf2onnx")
+    level = tf2onnx_logger.level
+    tf2onnx_logger.setLevel(logging.ERROR)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(
+            model32, input_signature=signature, opset=opset, output_path=path
         )
-        self.inputs = self._describe(self.session.get_inputs())
-        self.outputs = self._describe(self.session.get_outputs())
-        self.output_names = list(self.outputs)
-        self._bind_names(self.inputs, input_names)
-
-    @staticmethod
-    def _describe(values):
-        return {
-            v.name: {
-                "shape": [d if isinstance(d, int) else None for d in v.shape],
-                "dtype": _ONNX_TYPES.get(v.type, v.type),
-            }
-            for v in values
-        }
-
-    def _run(self, feed):
-        return self.session.run(self.output_names, feed)
+    finally:
+        tf2onnx_logger.setLevel(level)
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    notes.append(f"opset {opsets.get('ai.onnx')}")
+    ops = collections.Counter(node.op_type for node in proto.graph.node)
+    return {"ops": dict(sorted(ops.items()))}
 
 
 def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
@@ -88,6 +59,7 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         An `ExportReport`; `ops` counts the ONNX node types.
 
     Raises:
+        TypeError: `opset` is not an int.
         ImportError: tf2onnx / onnxruntime are missing
             (`pip install "keras-aff[onnx]"`).
         ExportVerificationError: the file does not reproduce the model
@@ -95,85 +67,46 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
 
     Example:
 
+    >>> inp = keras.Input((8, 8, 3), name="image")
+    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    >>> b = keras.layers.Conv2D(4, 1)(inp)
+    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
+    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
+    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
     >>> report = keras_aff.export.export_onnx(model, "model.onnx")
-    >>> sess = onnxruntime.InferenceSession("model.onnx")
-    >>> probs = sess.run(None, {"image": x})[0]
+    >>> report.ops["Conv"], report.notes
+    (6, ['opset 15'])
+    >>> import onnxruntime
+    >>> session = onnxruntime.InferenceSession("model.onnx")
+    >>> x = np.zeros((2, 8, 8, 3), "float32")
+    >>> session.run(None, {"image": x})[0].shape
+    (2, 3)
     """
-    tf = _verify.require_tensorflow_backend("export_onnx")
-    tf2onnx, _ = _verify.import_onnx_tools()
-    _verify.check_model(model)
-    if opset is not None and (
-        isinstance(opset, bool) or not isinstance(opset, int) or opset < 7
-    ):
-        raise ValueError(
-            "Expected `opset` to be None or an ONNX opset number (an int, "
-            f"e.g. 13, 15 or 17). Received: opset={opset!r}"
-        )
+    tf = environment.require_tensorflow_backend("export_onnx")
+    tf2onnx, _ = environment.import_onnx_tools()
+    model_io.check_model(model)
+    if opset is not None:
+        opset = check_int("opset", opset, min_value=7)
     if sample_inputs is None:
-        samples = _verify.random_inputs(model)
+        samples = model_io.random_inputs(model)
     else:
-        samples = _verify.normalize_inputs(model, sample_inputs)
-    model32, reference, notes = _verify.prepare_float32(model, samples)
+        samples = model_io.normalize_inputs(model, sample_inputs)
+    model32, reference, notes = rebuild.prepare_float32(model, samples)
     signature = [
         tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name)
-        for name, shape, dtype in _verify.input_specs(model32)
+        for name, shape, dtype in model_io.input_specs(model32)
     ]
     names = [spec.name for spec in signature]
-    with _verify.StagedPath(path) as stage:
-        tf2onnx_logger = logging.getLogger("tf2onnx")
-        level = tf2onnx_logger.level
-        tf2onnx_logger.setLevel(logging.ERROR)
-        try:
-            proto, _ = tf2onnx.convert.from_keras(
-                model32,
-                input_signature=signature,
-                opset=opset,
-                output_path=stage.tmp,
-            )
-        finally:
-            tf2onnx_logger.setLevel(level)
-        runner = ONNXRunner(stage.tmp, names)
-        label = "The ONNX model (onnxruntime)"
-        n = len(samples[0])
-        stats_n, tol = _verify.check(
-            label, reference, runner(samples), atol=atol, where=f"batch {n}"
-        )
-        one = _verify.take(samples, slice(0, 1))
-        stats_1, _ = _verify.check(
-            label,
-            _verify.take(reference, slice(0, 1)),
-            runner(one),
-            atol=atol,
-            where="batch 1",
-        )
-        latency = runner.latency_ms(one)
-        inputs, outputs = runner.inputs, runner.outputs
-        stage.commit()
-    ops = dict(
-        sorted(
-            collections.Counter(
-                node.op_type for node in proto.graph.node
-            ).items()
-        )
-    )
-    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
-    notes.append(f"opset {opsets.get('ai.onnx')}")
-    stats = _verify.merge_stats([stats_n, stats_1])
-    return _verify.ExportReport(
+    artifact = pipeline.Artifact(
         format="onnx",
-        path=os.fspath(path),
-        size_bytes=os.path.getsize(path),
-        quantization=None,
-        ops=ops,
-        inputs=inputs,
-        outputs=outputs,
-        max_abs_error=stats.max_abs_error,
-        mean_abs_error=stats.mean_abs_error,
-        tolerance=tol,
-        output_scale=stats.output_scale,
-        top1_agreement=stats.top1_agreement,
-        num_samples=stats_n.num_samples,
-        checked=[f"batch {n}", "batch 1"],
-        latency_ms=latency,
+        label="The ONNX model (onnxruntime)",
+        write=lambda tmp: _convert(
+            tf2onnx, model32, signature, opset, tmp, notes
+        ),
+        open_runner=lambda tmp: ONNXRunner(tmp, names),
+        policy=checks.Policy(atol=atol),
         notes=notes,
+    )
+    return pipeline.verify_and_commit(
+        path, artifact, pipeline.batch_checks(samples, reference)
     )

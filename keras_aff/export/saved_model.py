@@ -10,7 +10,13 @@ import tempfile
 
 import numpy as np
 
-from keras_aff.export import _verify
+from keras_aff._validation import check_bool
+from keras_aff.export import checks
+from keras_aff.export import environment
+from keras_aff.export import model_io
+from keras_aff.export import pipeline
+from keras_aff.export import rebuild
+from keras_aff.export.runners import SavedModelRunner
 
 # Run by `run_saved_model_standalone` in a fresh interpreter. Importing
 # keras, tf_keras or keras_aff fails there, as in a serving process that
@@ -60,48 +66,6 @@ np.savez(outputs_file, **{k: v.numpy() for k, v in out.items()})
 """
 
 
-def _describe(specs):
-    return {
-        name: {"shape": list(spec.shape), "dtype": spec.dtype.name}
-        for name, spec in specs.items()
-    }
-
-
-class SavedModelRunner(_verify.Runner):
-    """Runs a SavedModel's `serving_default` signature (private; see
-    `keras_aff.export.load_artifact`).
-
-    Example:
-
-    >>> predict = keras_aff.export.load_artifact("serving/aff/1")
-    >>> outputs = predict(x)  # a list of float32 arrays
-    """
-
-    format = "saved_model"
-
-    def __init__(self, path, input_names=None):
-        import tensorflow as tf
-
-        self._tf = tf
-        self._loaded = tf.saved_model.load(os.fspath(path))
-        if "serving_default" not in self._loaded.signatures:
-            raise ValueError(
-                "The SavedModel has no `serving_default` signature. "
-                f"Received: signatures {list(self._loaded.signatures)}"
-            )
-        self.signature = self._loaded.signatures["serving_default"]
-        specs = self.signature.structured_input_signature[1]
-        self._bind_names(specs, input_names)
-        self.inputs = _describe(specs)
-        self.outputs = _describe(self.signature.structured_outputs)
-        self.output_names = _verify.output_order(self.outputs)
-
-    def _run(self, feed):
-        tf = self._tf
-        out = self.signature(**{k: tf.constant(v) for k, v in feed.items()})
-        return [out[k].numpy() for k in self.output_names]
-
-
 def run_saved_model_standalone(path, inputs, timeout=300):
     """Runs a SavedModel's serving signature in a fresh Python process in
     which `keras`, `tf_keras` and `keras_aff` cannot be imported.
@@ -123,10 +87,18 @@ def run_saved_model_standalone(path, inputs, timeout=300):
 
     Example:
 
+    >>> inp = keras.Input((8, 8, 3), name="image")
+    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    >>> b = keras.layers.Conv2D(4, 1)(inp)
+    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
+    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
+    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> model.export("serving", format="tf_saved_model", verbose=False)
+    >>> x = np.zeros((4, 8, 8, 3), "float32")
     >>> out = keras_aff.export.run_saved_model_standalone(
-    ...     "savedmodels/demo/aff_digits/1", {"image": x})
+    ...     "serving", {"image": x})
     >>> out["output_0"].shape
-    (4, 10)
+    (4, 3)
     """
     with tempfile.TemporaryDirectory() as tmp:
         inputs_file = os.path.join(tmp, "inputs.npz")
@@ -156,6 +128,35 @@ def run_saved_model_standalone(path, inputs, timeout=300):
             )
         with np.load(outputs_file) as data:
             return {k: data[k] for k in data.files}
+
+
+def _relax(model, samples, found, notes):
+    """The model to export: with None spatial dimensions when it runs so
+    (adds a check at another spatial size), else `model`."""
+    relaxed = rebuild.relax_spatial_dims(model, samples)
+    if relaxed is not None:
+        new, other, other_reference = relaxed
+        shape = tuple(other[0].shape)
+        found.append(
+            pipeline.Check(f"inputs of shape {shape}", other, other_reference)
+        )
+        notes.append("dynamic spatial size (inputs rebuilt with None)")
+        return new
+    if any(len(t.shape) >= 3 for t in model.inputs):
+        notes.append(
+            "fixed spatial size: the model does not run with other spatial "
+            "sizes"
+        )
+    return model
+
+
+def _write(model, path):
+    model.export(path, format="tf_saved_model", verbose=False)
+
+
+def _run_standalone(runner, samples):
+    out = run_saved_model_standalone(runner.path, runner.arrange(samples))
+    return [out[k] for k in runner.output_names]
 
 
 def export_saved_model(
@@ -206,86 +207,52 @@ def export_saved_model(
 
     Example:
 
-    >>> report = keras_aff.export.export_saved_model(model, "serving/aff/1")
+    >>> inp = keras.Input((8, 8, 3), name="image")
+    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    >>> b = keras.layers.Conv2D(4, 1)(inp)
+    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
+    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
+    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> report = keras_aff.export.export_saved_model(
+    ...     model, "serving/aff/1", standalone_check=False)  # True: +seconds
+    >>> report.inputs["image"]["shape"], report.checked[-1]
+    ([None, None, None, 3], 'inputs of shape (2, 16, 16, 3)')
+    >>> import tensorflow as tf
     >>> loaded = tf.saved_model.load("serving/aff/1")
-    >>> probs = loaded.signatures["serving_default"](image=x)["output_0"]
+    >>> serve = loaded.signatures["serving_default"]
+    >>> serve(image=tf.zeros((2, 12, 12, 3)))["output_0"].shape
+    TensorShape([2, 3])
     """
-    _verify.require_tensorflow_backend("export_saved_model")
-    _verify.check_model(model)
-    _verify.validate_flag("dynamic_spatial", dynamic_spatial)
-    _verify.validate_flag("standalone_check", standalone_check)
+    environment.require_tensorflow_backend("export_saved_model")
+    model_io.check_model(model)
+    check_bool("dynamic_spatial", dynamic_spatial)
+    check_bool("standalone_check", standalone_check)
     if sample_inputs is None:
-        samples = _verify.random_inputs(model)
+        samples = model_io.random_inputs(model)
     else:
-        samples = _verify.normalize_inputs(model, sample_inputs)
-    reference = _verify.keras_outputs(model, samples)
-    notes = []
-    export_model = model
-    relaxed = None
+        samples = model_io.normalize_inputs(model, sample_inputs)
+    reference = model_io.keras_outputs(model, samples)
+    found = pipeline.batch_checks(samples, reference)
+    export_model, notes = model, []
     if dynamic_spatial:
-        relaxed = _verify.relax_spatial_dims(model, samples)
-        if relaxed is not None:
-            export_model = relaxed[0]
-            notes.append("dynamic spatial size (inputs rebuilt with None)")
-        elif any(len(t.shape) >= 3 for t in model.inputs):
-            notes.append(
-                "fixed spatial size: the model does not run with other "
-                "spatial sizes"
-            )
-    label = "The SavedModel"
-    names = _verify.input_names(model)
-    with _verify.StagedPath(path) as stage:
-        export_model.export(stage.tmp, format="tf_saved_model", verbose=False)
-        runner = SavedModelRunner(stage.tmp, names)
-        n = len(samples[0])
-        one = _verify.take(samples, slice(0, 1))
-        checks = [
-            (f"batch {n}", samples, reference),
-            ("batch 1", one, _verify.take(reference, slice(0, 1))),
-        ]
-        if relaxed is not None:
-            _, other, other_reference = relaxed
-            shape = tuple(other[0].shape)
-            checks.append((f"inputs of shape {shape}", other, other_reference))
-        parts, tols = [], []
-        for where, inputs, expected in checks:
-            stats, tol = _verify.check(
-                label, expected, runner(inputs), atol=atol, where=where
-            )
-            parts.append(stats)
-            tols.append(tol)
-        checked = [where for where, _, _ in checks]
-        if standalone_check:
-            out = run_saved_model_standalone(stage.tmp, runner.arrange(samples))
-            where = "a fresh process without keras / keras_aff"
-            stats, _ = _verify.check(
-                label,
+        export_model = _relax(model, samples, found, notes)
+    if standalone_check:
+        found.append(
+            pipeline.Check(
+                "a fresh process without keras / keras_aff",
+                samples,
                 reference,
-                [out[k] for k in runner.output_names],
-                atol=atol,
-                where=where,
+                run=_run_standalone,
             )
-            parts.append(stats)
-            checked.append(where)
-        latency = runner.latency_ms(one)
-        inputs, outputs = runner.inputs, runner.outputs
-        stage.commit()
-    total = _verify.merge_stats(parts)
-    return _verify.ExportReport(
+        )
+    artifact = pipeline.Artifact(
         format="saved_model",
-        path=os.fspath(path),
-        size_bytes=_verify.path_size(path),
-        quantization=None,
-        ops=None,
-        inputs=inputs,
-        outputs=outputs,
-        max_abs_error=total.max_abs_error,
-        mean_abs_error=total.mean_abs_error,
-        tolerance=tols[0],
-        output_scale=total.output_scale,
-        top1_agreement=total.top1_agreement,
-        num_samples=total.num_samples,
-        checked=checked,
-        latency_ms=latency,
+        label="The SavedModel",
+        write=lambda tmp: _write(export_model, tmp),
+        open_runner=lambda tmp: SavedModelRunner(
+            tmp, model_io.input_names(model)
+        ),
+        policy=checks.Policy(atol=atol),
         notes=notes,
     )
+    return pipeline.verify_and_commit(path, artifact, found)

@@ -1,6 +1,7 @@
 """LiteRT export: builtin ops only, every quantization verified, and the
 known TF 2.21 converter traps fail loudly."""
 
+import contextlib
 import os
 
 import keras
@@ -9,6 +10,7 @@ import pytest
 
 from keras_aff import export
 from keras_aff.export import litert
+from keras_aff.export import litert_ops
 from tests.export import helpers
 
 pytestmark = pytest.mark.export
@@ -49,11 +51,14 @@ def test_float32_builtin_ops_and_report(model, tmp_path):
     }
     assert report.latency_ms > 0
     assert report.to_dict()["ops"]["CONV_2D"] == 19
-    assert litert.list_ops(path.read_bytes()) == report.ops
-    assert litert._non_builtin(report.ops) == []
-    assert litert._non_builtin({"CONV_2D": 1, "FlexCumprod": 1}) == [
+    assert litert_ops.list_ops(path.read_bytes()) == report.ops
+    assert litert_ops.non_builtin(report.ops) == []
+    assert litert_ops.non_builtin({"CONV_2D": 1, "FlexCumprod": 1}) == [
         "FlexCumprod"
     ]
+    # The int8 graph facts belong to int8 reports only.
+    assert report.fully_int8 is None and report.float_islands is None
+    assert report.xnnpack is True
     # The file runs through the public loader, at another batch size.
     x = helpers.images(3, seed=5)
     got = export.load_artifact(path)(x)[0]
@@ -64,12 +69,18 @@ def test_float32_builtin_ops_and_report(model, tmp_path):
     "quantization, max_error", [("float16", 1e-2), ("dynamic", 5e-2)]
 )
 def test_float16_and_dynamic(model, tmp_path, quantization, max_error):
-    report = export.export_litert(
-        model, tmp_path / "m.tflite", quantization=quantization
-    )
+    path = tmp_path / "m.tflite"
+    report = export.export_litert(model, path, quantization=quantization)
     assert report.quantization == quantization
     assert report.max_abs_error <= max_error * max(1, report.output_scale)
     assert not [op for op in report.ops if op.startswith("Flex")]
+    if quantization == "float16":
+        # float16 weights are DEQUANTIZEd inside the graph: the inspection
+        # counts each of those ops, and the graph is not int8.
+        graph = litert_ops.inspect_litert(path.read_bytes())
+        assert graph["inner_quantize_ops"] == report.ops["DEQUANTIZE"] > 0
+        assert not graph["fully_int8"]
+        assert len(graph["float_islands"]) > graph["inner_quantize_ops"]
 
 
 def test_int8_full_integer(model, calibration, tmp_path):
@@ -86,6 +97,13 @@ def test_int8_full_integer(model, calibration, tmp_path):
     assert set(report.ops) >= BUILTIN_FUSION_OPS
     # Full integer: no float islands, so no (DE)QUANTIZE pairs inside.
     assert "DEQUANTIZE" not in report.ops
+    assert report.fully_int8 and report.float_islands == []
+    assert report.inner_quantize_ops == 0
+    assert set(report.tensor_dtypes) == {"int8", "int32"}
+    assert report.output_step == spec_out["scale"]
+    graph = litert_ops.inspect_litert(path.read_bytes())
+    assert graph["ops"] == report.ops
+    assert graph["tensor_dtypes"] == report.tensor_dtypes
 
 
 def test_int8_float_io(model, calibration, tmp_path):
@@ -100,6 +118,8 @@ def test_int8_float_io(model, calibration, tmp_path):
     assert report.outputs["output_0"]["dtype"] == "float32"
     assert report.ops.get("QUANTIZE", 0) >= 1
     assert report.ops.get("DEQUANTIZE", 0) >= 1
+    # The I/O pair is allowed: still fully int8 inside.
+    assert report.fully_int8 and report.inner_quantize_ops == 0
 
 
 def test_int8_two_inputs_named_out_of_order(tmp_path):
@@ -172,17 +192,17 @@ def test_concrete_function_trackable_trap_fails_loudly(
     # take that path, the check must catch it.
     import tensorflow as tf
 
-    def convert(tf_, model32, quantization, calibration, float_io):
+    @contextlib.contextmanager
+    def source(model32):
         fn = tf.function(lambda x: model32(x, training=False))
         concrete = fn.get_concrete_function(
             tf.TensorSpec((None, 16, 16, 3), tf.float32, name="image")
         )
-        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        yield tf.lite.TFLiteConverter.from_concrete_functions(
             [concrete], trackable_obj=model32
         )
-        return converter.convert()
 
-    monkeypatch.setattr(litert, "_convert", convert)
+    monkeypatch.setattr(litert, "saved_model_source", source)
     with pytest.raises(export.ExportVerificationError, match="inf|nan"):
         export.export_litert(model, tmp_path / "m.tflite")
     assert not (tmp_path / "m.tflite").exists()
@@ -246,4 +266,12 @@ def test_argument_errors(model, tmp_path):
         export.export_litert(model, tmp_path / "m.tflite", float_io="yes")
     with pytest.raises(TypeError, match="keras.Model"):
         export.export_litert("model.keras", tmp_path / "m.tflite")
+    with pytest.raises(TypeError, match="Received: quantization=8"):
+        export.export_litert(model, tmp_path / "m.tflite", quantization=8)
+    with pytest.raises(ValueError, match="Received: min_top1_agreement=2"):
+        export.export_litert(model, tmp_path / "m.tflite", min_top1_agreement=2)
+    with pytest.raises(ValueError, match="max_calibration_samples=0"):
+        export.export_litert(
+            model, tmp_path / "m.tflite", max_calibration_samples=0
+        )
     assert os.listdir(tmp_path) == []

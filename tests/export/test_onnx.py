@@ -66,8 +66,10 @@ def test_broken_artifact_fails_loudly(model, tmp_path, monkeypatch):
 
 
 def test_argument_errors(model, tmp_path):
-    with pytest.raises(ValueError, match="Received: opset='15'"):
+    with pytest.raises(TypeError, match="Received: opset='15'"):
         export.export_onnx(model, tmp_path / "m.onnx", opset="15")
+    with pytest.raises(ValueError, match="Received: opset=5"):
+        export.export_onnx(model, tmp_path / "m.onnx", opset=5)
     with pytest.raises(ValueError, match="needs 1 arrays|does not fit"):
         export.export_onnx(
             model, tmp_path / "m.onnx", sample_inputs=helpers.images(2, 8)

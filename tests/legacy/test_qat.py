@@ -13,6 +13,8 @@ import pytest
 import tf_keras
 
 from keras_aff import legacy
+from keras_aff import porting
+from tests.legacy.helpers import LAYER_IDS
 from tests.legacy.helpers import LAYERS
 from tests.legacy.helpers import SHAPE
 from tests.legacy.helpers import fusion_model
@@ -76,6 +78,32 @@ def test_block_is_the_layer(qat, name, k3_cls, k2_cls, pairwise, kwargs):
         np.asarray(m2(inputs, training=True)),
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("name,k3_cls,k2_cls,pairwise", LAYERS, ids=LAYER_IDS)
+def test_block_gate_is_the_layer_fusion_weights(
+    qat, name, k3_cls, k2_cls, pairwise
+):
+    """Each sigmoid of a block is its layer's `fusion_weights`."""
+    m2 = fusion_model("tf_keras", k2_cls, pairwise, SHAPE, name)
+    randomize(m2)
+    block = block_model(qat, name, pairwise)
+    porting.copy_weights(m2, block)
+    gates = ["attention1", "attention2"] if name == "iaff" else ["attention"]
+    sigmoids = tf_keras.Model(
+        block.inputs,
+        [block.get_layer(f"{name}/{gate}/sigmoid").output for gate in gates],
+    )
+    inputs = inputs_for(pairwise)
+    expected = m2.get_layer(name).fusion_weights(inputs, training=False)
+    if len(gates) == 1:
+        expected = [expected]
+    got = sigmoids(inputs, training=False)
+    got = got if isinstance(got, list) else [got]
+    for w_block, w_layer in zip(got, expected):
+        np.testing.assert_allclose(
+            np.asarray(w_block), np.asarray(w_layer), atol=1e-6
+        )
 
 
 def test_block_errors(qat):
@@ -185,7 +213,8 @@ def test_qat_model_converts_fully_int8(qat, trained_qat, tmp_path, int8_io):
     assert report["ops"]["CONV_2D"] == 16
     assert report["ops"]["LOGISTIC"] == 3 and report["ops"]["MEAN"] == 4
     assert set(report["tensor_dtypes"]) <= {"int8", "int32", "float32"}
-    assert report["max_abs_error"] <= report["tolerance_abs"]
+    # The int8 policy bounds the mean error (see test_ptq_and_qat_...).
+    assert report["mean_abs_error"] <= report["tolerance_abs"]
     assert report["xnnpack"]  # the default delegate runs it
     assert path.read_bytes() == tflite
     assert report["path"] == str(path)
@@ -226,7 +255,7 @@ def test_float_model_ptq_and_errors(qat):
         m2, x[:8], representative_dataset=representative
     )
     assert report["fully_int8"] and set(report["ops"]) == INT8_OPS
-    with pytest.raises(ValueError, match=r"does not match the Keras model"):
+    with pytest.raises(ValueError, match=r"does not reproduce the Keras model"):
         qat.convert_to_int8_litert(
             m2, x[:8], representative_dataset=representative, tolerance=1e-9
         )
@@ -250,6 +279,80 @@ def test_flatbuffer_runs_with_load_artifact(qat, trained_qat, tmp_path):
     assert np.abs(got - predict(q, x[:8])).max() == pytest.approx(
         report["max_abs_error"]
     )
+
+
+def test_qat_report_is_an_export_report(qat, trained_qat, tmp_path):
+    from keras_aff import export
+
+    q, x = trained_qat
+    tflite, report = qat.convert_to_int8_litert(q, x[:8])
+    assert isinstance(report, export.ExportReport)
+    assert report.format == "litert" and report.quantization == "int8"
+    assert report.path is None and report["path"] is None
+    assert os.listdir(tmp_path) == []  # path=None: nothing written
+    assert report.size_bytes == len(tflite) == report["size_bytes"]
+    assert report.fully_int8 and report.float_islands == []
+    assert report.inner_quantize_ops == 0
+    assert report.ops == qat.inspect_litert(tflite)["ops"]
+    assert report.checked == ["batch 8"] and report.num_samples == 8
+    assert report.tolerance == pytest.approx(
+        0.15 * max(1.0, report.output_scale)
+    )
+    assert report["output_range"] == report.output_range > 0
+    assert report["input_dtypes"] == report["output_dtypes"] == ["int8"]
+
+
+def test_ptq_and_qat_share_the_int8_policy(
+    qat, trained_qat, tmp_path, monkeypatch
+):
+    """export_litert(quantization="int8") and convert_to_int8_litert run
+    the same checks: the same bound (mean error, relative to the output
+    scale), the same report, and the same refusal of a broken runtime."""
+    from keras_aff import export
+    from keras_aff.export import runners
+    from tests.export import helpers as export_helpers
+
+    q, x = trained_qat
+    k3 = export_helpers.fusion_cnn(seed=0)
+    calibration = export_helpers.images(128, seed=1)
+    ptq = export.export_litert(
+        k3,
+        tmp_path / "ptq.tflite",
+        quantization="int8",
+        representative_data=calibration,
+    )
+    _, qat_report = qat.convert_to_int8_litert(
+        q, x[:16], path=tmp_path / "qat.tflite"
+    )
+    for report, rtol in ((ptq, 0.1), (qat_report, 0.15)):
+        assert report.fully_int8 and report.inner_quantize_ops == 0
+        assert report.tolerance == pytest.approx(
+            rtol * max(1.0, report.output_scale)
+        )
+        assert report.mean_abs_error <= report.tolerance
+        assert report.top1_agreement >= 0.9
+    # A runtime that shifts every class score by one fails both, with the
+    # same message, and leaves nothing at the path.
+    run = runners.LiteRTRunner._run
+    monkeypatch.setattr(
+        runners.LiteRTRunner,
+        "_run",
+        lambda self, feed: [np.roll(o, 1, axis=-1) for o in run(self, feed)],
+    )
+    message = (
+        r"The LiteRT model \(int8\) does not reproduce the Keras model on "
+        r"batch \d+[^:]*: top-1 agreement 0\.[0-8]\d* \(minimum 0\.9\)"
+    )
+    with pytest.raises(export.ExportVerificationError, match=message):
+        export.export_litert(
+            k3,
+            tmp_path / "bad_ptq.tflite",
+            quantization="int8",
+            representative_data=calibration,
+        )
+    with pytest.raises(export.ExportVerificationError, match=message):
+        qat.convert_to_int8_litert(q, x[:16], path=tmp_path / "bad.tflite")
+    assert sorted(os.listdir(tmp_path)) == ["ptq.tflite", "qat.tflite"]
 
 
 def test_inspect_litert_finds_float_islands(qat):
@@ -331,7 +434,7 @@ def test_calibrate_ranges(qat):
     # Convertible straight away (input and kernel ranges set too).
     _, report = qat.convert_to_int8_litert(q, x[:8])
     assert report["fully_int8"]
-    assert report["max_abs_error"] <= report["tolerance_abs"]
+    assert report["mean_abs_error"] <= report["tolerance_abs"]
 
 
 def test_qat_weights_port_back_to_keras3(qat, trained_qat):
@@ -352,8 +455,14 @@ def test_public_names_have_examples(qat):
         assert "Example:" in doc, name
 
 
-def test_docstring_examples_run(qat):
-    import doctest
+@pytest.mark.parametrize("module", ["blocks", "unroll", "quantize", "convert"])
+def test_docstring_examples_run(qat, module, tmp_path, monkeypatch):
+    import importlib
 
-    result = doctest.testmod(qat, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    from tests.test_doctests import run_examples
+
+    monkeypatch.chdir(tmp_path)  # the examples write files
+    failed, attempted = run_examples(
+        importlib.import_module(f"keras_aff.qat.{module}")
+    )
+    assert attempted > 0 and failed == 0

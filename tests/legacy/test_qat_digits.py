@@ -54,10 +54,12 @@ def test_qat_int8_within_one_point_of_float(tmp_path):
         assert "QUANTIZE" not in report["ops"], report
         assert "DEQUANTIZE" not in report["ops"], report
         assert os.path.getsize(report["path"]) == report["size_bytes"]
-    # The QAT check bounds the max error (PTQ's, by keras_aff.export, the
-    # mean error; both raise before the example goes on).
-    assert qat["max_abs_error"] <= qat["tolerance"], qat
-    assert ptq["mean_abs_error"] <= ptq["tolerance"], ptq
+    # PTQ and QAT pass the one int8 policy of keras_aff.export (a bound on
+    # the mean error; both raise before the example goes on).
+    for report in (ptq, qat):
+        assert report["mean_abs_error"] <= report["tolerance"], report
+        assert report["top1_agreement"] >= 0.9, report
+        assert report["float_islands"] == [], report
     assert qat["xnnpack"], qat
     assert figures["twin_max_abs_error"] <= 1e-4
     assert figures["save_weights_restore_max_abs_error"] == 0.0

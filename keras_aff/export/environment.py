@@ -1,0 +1,50 @@
+"""What the exporters need from the environment: the TensorFlow backend and
+the optional LiteRT / ONNX packages (private).
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+"""
+
+
+def require_tensorflow_backend(function_name):
+    """Raises unless Keras runs on TensorFlow; returns the tf module."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"`keras_aff.export.{function_name}` needs the TensorFlow "
+            "backend: SavedModel, LiteRT and tf2onnx all trace TensorFlow "
+            "graphs. Set KERAS_BACKEND=tensorflow before importing keras. "
+            f"Received: backend={backend!r}"
+        )
+    import tensorflow as tf
+
+    return tf
+
+
+def import_litert_interpreter():
+    """The ai_edge_litert interpreter module, or an ImportError naming the
+    extra to install."""
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError as e:
+        raise ImportError(
+            "LiteRT export and verification need the `ai-edge-litert` "
+            'package. Install it with `pip install "keras-aff[litert]"`. '
+            f"({e})"
+        ) from e
+    return interpreter
+
+
+def import_onnx_tools():
+    """(tf2onnx, onnxruntime), or an ImportError naming the extra."""
+    try:
+        import onnxruntime
+        import tf2onnx
+    except ImportError as e:
+        raise ImportError(
+            "ONNX export needs `tf2onnx`, `onnx` and `onnxruntime`. Install "
+            'them with `pip install "keras-aff[onnx]"`. '
+            f"({e})"
+        ) from e
+    return tf2onnx, onnxruntime
