@@ -111,7 +111,7 @@ def load_calibration(path, model):
     """
     # The check shared with the exporters, so that data that does not fit
     # is a usage error (exit 2) before anything is converted.
-    from keras_aff.export import _verify
+    from keras_aff.export import model_io
 
     if not os.path.exists(path):
         raise UsageError(f"no such calibration file or directory: {path}")
@@ -124,7 +124,7 @@ def load_calibration(path, model):
             f"cannot read calibration data {path}: {type(e).__name__}: {e}"
         ) from None
     try:
-        return _verify.normalize_inputs(model, data, "calibration")
+        return model_io.normalize_inputs(model, data, "calibration")
     except ValueError as e:
         raise UsageError(f"calibration data {path} does not fit: {e}") from None
 

@@ -5,11 +5,11 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
 import os
-import time
 
 import numpy as np
 
 from keras_aff import _validation
+from keras_aff.export.runners import median_latency_ms
 
 KERAS_FILE = "aff_digits.keras"
 KERAS_LABEL = "Keras (tf.function)"
@@ -22,8 +22,6 @@ ARTIFACTS = {
 }
 CHECK_SAMPLES = 32  # held-out images each export is verified on
 CALIBRATION_SAMPLES = 300  # training images that calibrate int8
-LATENCY_RUNS = 30
-LATENCY_WARMUP = 5
 
 
 def export_artifact(model, label, out, samples, calibration=None):
@@ -102,7 +100,7 @@ def evaluate_keras(model, path, x, y, root="."):
         "size_bytes": os.path.getsize(path),
         "accuracy": accuracy(probs, y),
         "max_abs_error": None,
-        "latency_ms": _median_ms(lambda: call(one)),
+        "latency_ms": median_latency_ms(lambda: call(one)),
     }
     return row, probs
 
@@ -152,15 +150,3 @@ def accuracy(probs, y):
     0.6666666666666666
     """
     return float((np.argmax(probs, -1) == np.asarray(y)).mean())
-
-
-def _median_ms(fn):
-    """Median wall time of `fn()` in milliseconds, after a warm-up."""
-    for _ in range(LATENCY_WARMUP):
-        fn()
-    times = []
-    for _ in range(LATENCY_RUNS):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)

@@ -24,7 +24,6 @@ Where each part lives:
   `staging`: atomic writes; `environment`: backend and optional packages.
 """
 
-from keras_aff.export import _verify  # noqa: F401  (kept for keras_aff.cli)
 from keras_aff.export.litert import export_litert
 from keras_aff.export.onnx import export_onnx
 from keras_aff.export.report import ExportReport
