@@ -92,7 +92,7 @@ def relu(x, name):
     return keras.layers.ReLU(name=name)(x)
 
 
-def avg_down(x, stride, name):
+def down_pool(x, stride, name):
     """AvgPool(kernel=stride, stride, ceil_mode=True, count_include_pad=
     False): TF's "same" pooling adds the partial window at the end and
     excludes the padding from the count, which is exactly that. A 1x1 pool
@@ -151,6 +151,66 @@ def fuse(residual, shortcut, opts, fusion, name):
         kernel_initializer=copy.deepcopy(opts.kernel_initializer),
         name=name,
     )([residual, shortcut])
+
+
+def bottleneck(
+    x,
+    opts,
+    planes,
+    stride,
+    project,
+    avg_down,
+    fusion,
+    name,
+    cardinality=32,
+    bottleneck_width=4,
+):
+    """The official `AFFResNeXtBlock`: 1x1 -> grouped 3x3 (stride here) ->
+    1x1 to 4 * planes, ending in `ReLU(fusion(residual, shortcut))`.
+
+    Group width = cardinality * floor(planes * bottleneck_width / 64). A
+    projecting block's shortcut is [AvgPool(stride)] -> 1x1 conv -> BN (the
+    pool only with `avg_down`; a 1x1 pool is the identity). Shared by the
+    ImageNet and the CIFAR ResNeXts; with `cardinality=1` and
+    `bottleneck_width=64` it is the ResNet V1b bottleneck (stride on the
+    3x3) of the official `AFFResNet`.
+    """
+    group_width = cardinality * int(planes * bottleneck_width // 64)
+    shortcut = x
+    if project:
+        down_stride = stride
+        if avg_down:
+            shortcut = down_pool(x, stride, name=f"{name}_down_pool")
+            down_stride = 1
+        shortcut = conv(
+            shortcut,
+            opts,
+            planes * 4,
+            1,
+            f"{name}_down_conv",
+            strides=down_stride,
+        )
+        shortcut = batch_norm(shortcut, opts, f"{name}_down_bn")
+    out = conv(x, opts, group_width, 1, f"{name}_conv1")
+    out = batch_norm(out, opts, f"{name}_bn1")
+    out = relu(out, f"{name}_relu1")
+    out = conv(
+        out,
+        opts,
+        group_width,
+        3,
+        f"{name}_conv2",
+        strides=stride,
+        groups=cardinality,
+    )
+    out = batch_norm(out, opts, f"{name}_bn2")
+    out = relu(out, f"{name}_relu2")
+    out = conv(out, opts, planes * 4, 1, f"{name}_conv3")
+    out = batch_norm(
+        out, opts, f"{name}_bn3", zero_gamma=opts.zero_init_residual
+    )
+    out = fuse(out, shortcut, opts, fusion, f"{name}_{fusion}")
+    return relu(out, f"{name}_out")
 
 
 def head(x, opts):

@@ -12,7 +12,6 @@ from keras_aff.models._setup import finish
 from keras_aff.models._setup import setup
 from keras_aff.models.registry import CIFAR100
 from keras_aff.models.registry import register_model
-from keras_aff.models.resnext import resnext_block
 
 RESNEXT_STAGES = {
     "stage_channels": (256, 512, 1024),
@@ -37,7 +36,7 @@ def preact_block(x, opts, channels, stride, project, fusion, name):
     block input."""
     shortcut = x
     if project:
-        shortcut = _blocks.avg_down(x, stride, name=f"{name}_down_pool")
+        shortcut = _blocks.down_pool(x, stride, name=f"{name}_down_pool")
         shortcut = _blocks.conv(
             shortcut, opts, channels, 1, f"{name}_down_conv"
         )
@@ -106,7 +105,7 @@ def cifar_resnext(arguments, blocks_per_stage, stem_width=64):
     for s, block, stride, fusion, block_name in _blocks.stage_blocks(
         opts, (blocks_per_stage,) * 3
     ):
-        x = resnext_block(
+        x = _blocks.bottleneck(
             x,
             opts,
             stem_width * 2 ** (s - 1),

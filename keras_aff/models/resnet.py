@@ -19,52 +19,45 @@ RESNET50D = Family(
     base_name="resnet50",
     plain_name="resnet50d",
 )
-STAGES = {
+IMAGENET_STAGES = {
     "stage_channels": (256, 512, 1024, 2048),
     "stage_strides": (4, 8, 16, 32),
 }
 
 
-def bottleneck(x, opts, planes, stride, project, fusion, name):
-    """ResNet V1b bottleneck (stride on the 3x3) ending in
-    `ReLU(fusion(residual, shortcut))`."""
-    shortcut = x
-    if project:
-        shortcut = _blocks.avg_down(x, stride, name=f"{name}_down_pool")
-        shortcut = _blocks.conv(
-            shortcut, opts, planes * 4, 1, f"{name}_down_conv"
-        )
-        shortcut = _blocks.batch_norm(shortcut, opts, f"{name}_down_bn")
-    out = _blocks.conv(x, opts, planes, 1, f"{name}_conv1")
-    out = _blocks.batch_norm(out, opts, f"{name}_bn1")
-    out = _blocks.relu(out, f"{name}_relu1")
-    out = _blocks.conv(out, opts, planes, 3, f"{name}_conv2", strides=stride)
-    out = _blocks.batch_norm(out, opts, f"{name}_bn2")
-    out = _blocks.relu(out, f"{name}_relu2")
-    out = _blocks.conv(out, opts, planes * 4, 1, f"{name}_conv3")
-    out = _blocks.batch_norm(
-        out, opts, f"{name}_bn3", zero_gamma=opts.zero_init_residual
-    )
-    out = _blocks.fuse(out, shortcut, opts, fusion, f"{name}_{fusion}")
-    return _blocks.relu(out, f"{name}_out")
-
-
-def resnet_d(arguments, blocks_per_stage=(3, 4, 6, 3), stem_width=32):
-    """The family builder: the official `AFFResNet` (ResNet-50-D layout),
-    from the public builder's `arguments`."""
-    opts = setup(arguments, RESNET50D)
+def resnet_d(
+    arguments,
+    family=RESNET50D,
+    stem_width=32,
+    cardinality=1,
+    bottleneck_width=64,
+    blocks_per_stage=(3, 4, 6, 3),
+):
+    """The family builder of the official ImageNet networks (`AFFResNet`
+    and `AFFResNeXt`), from the public builder's `arguments`: the ResNet-D
+    layout, a deep stem of `stem_width` and bottleneck blocks whose
+    projecting shortcuts average-pool before the 1x1 conv. The defaults
+    give ResNet V1b bottlenecks (one group of full width, stride on the
+    3x3); `cardinality=32, bottleneck_width=4` ResNeXt 32x4d blocks."""
+    opts = setup(arguments, family)
     x = _blocks.deep_stem(opts.img_input, opts, stem_width)
     for s, block, stride, fusion, block_name in _blocks.stage_blocks(
         opts, blocks_per_stage
     ):
-        x = bottleneck(
+        x = _blocks.bottleneck(
             x,
             opts,
             64 * 2 ** (s - 1),
             stride=stride,
             project=block == 1,
+            # Stage 1 projects with a plain 1x1 conv (official
+            # `avg_down=False if i == 0`; at stride 1 the pool would be
+            # the identity anyway).
+            avg_down=s > 1,
             fusion=fusion,
             name=block_name,
+            cardinality=cardinality,
+            bottleneck_width=bottleneck_width,
         )
     return finish(opts, x)
 
@@ -76,7 +69,7 @@ def resnet_d(arguments, blocks_per_stage=(3, 4, 6, 3), stem_width=32):
     readme_params_m=30.3,
     readme_top1_err=20.3,
     **IMAGENET,
-    **STAGES,
+    **IMAGENET_STAGES,
 )
 def AFFResNet50(
     include_top=True,
@@ -163,7 +156,7 @@ def AFFResNet50(
     readme_params_m=35.1,
     readme_top1_err=20.2,
     **IMAGENET,
-    **STAGES,
+    **IMAGENET_STAGES,
 )
 def IAFFResNet50(
     include_top=True,

@@ -4,13 +4,12 @@ official code builds them.
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
-from keras_aff.models import _blocks
 from keras_aff.models._blocks import MSRA_PRELU
 from keras_aff.models._setup import Family
-from keras_aff.models._setup import finish
-from keras_aff.models._setup import setup
 from keras_aff.models.registry import IMAGENET
 from keras_aff.models.registry import register_model
+from keras_aff.models.resnet import IMAGENET_STAGES
+from keras_aff.models.resnet import resnet_d
 
 RESNEXT50 = Family(
     num_stages=4,
@@ -19,92 +18,15 @@ RESNEXT50 = Family(
     base_name="resnext50_32x4d",
     plain_name="resnext50_32x4d",
 )
-STAGES = {
-    "stage_channels": (256, 512, 1024, 2048),
-    "stage_strides": (4, 8, 16, 32),
-}
 
 
-def resnext_block(
-    x,
-    opts,
-    planes,
-    stride,
-    project,
-    avg_down,
-    fusion,
-    name,
-    cardinality=32,
-    bottleneck_width=4,
-):
-    """The official `AFFResNeXtBlock`: 1x1 -> grouped 3x3 (stride here) ->
-    1x1 to 4 * planes, ending in `ReLU(fusion(residual, shortcut))`.
-
-    Group width = cardinality * floor(planes * bottleneck_width / 64). A
-    projecting block's shortcut is [AvgPool(stride)] -> 1x1 conv -> BN (the
-    pool only with `avg_down`; a 1x1 pool is the identity). Shared by the
-    ImageNet and the CIFAR ResNeXts.
-    """
-    group_width = cardinality * int(planes * bottleneck_width // 64)
-    shortcut = x
-    if project:
-        down_stride = stride
-        if avg_down:
-            shortcut = _blocks.avg_down(x, stride, name=f"{name}_down_pool")
-            down_stride = 1
-        shortcut = _blocks.conv(
-            shortcut,
-            opts,
-            planes * 4,
-            1,
-            f"{name}_down_conv",
-            strides=down_stride,
-        )
-        shortcut = _blocks.batch_norm(shortcut, opts, f"{name}_down_bn")
-    out = _blocks.conv(x, opts, group_width, 1, f"{name}_conv1")
-    out = _blocks.batch_norm(out, opts, f"{name}_bn1")
-    out = _blocks.relu(out, f"{name}_relu1")
-    out = _blocks.conv(
-        out,
-        opts,
-        group_width,
-        3,
-        f"{name}_conv2",
-        strides=stride,
-        groups=cardinality,
+def resnext(arguments):
+    """The family builder: the official ImageNet `AFFResNeXt` (32x4d; a
+    deep stem of width 64, outputs 128 channels), from the public
+    builder's `arguments`."""
+    return resnet_d(
+        arguments, RESNEXT50, stem_width=64, cardinality=32, bottleneck_width=4
     )
-    out = _blocks.batch_norm(out, opts, f"{name}_bn2")
-    out = _blocks.relu(out, f"{name}_relu2")
-    out = _blocks.conv(out, opts, planes * 4, 1, f"{name}_conv3")
-    out = _blocks.batch_norm(
-        out, opts, f"{name}_bn3", zero_gamma=opts.zero_init_residual
-    )
-    out = _blocks.fuse(out, shortcut, opts, fusion, f"{name}_{fusion}")
-    return _blocks.relu(out, f"{name}_out")
-
-
-def resnext(arguments, blocks_per_stage=(3, 4, 6, 3), stem_width=64):
-    """The family builder: the official ImageNet `AFFResNeXt` (32x4d),
-    from the public builder's `arguments`."""
-    opts = setup(arguments, RESNEXT50)
-    # Deep stem of width 64 (outputs 128 channels), then a 3x3/2 max-pool.
-    x = _blocks.deep_stem(opts.img_input, opts, stem_width)
-    for s, block, stride, fusion, block_name in _blocks.stage_blocks(
-        opts, blocks_per_stage
-    ):
-        x = resnext_block(
-            x,
-            opts,
-            64 * 2 ** (s - 1),
-            stride=stride,
-            project=block == 1,
-            # Stage 1 projects with a plain 1x1 conv (official
-            # `avg_down=False if i == 0`).
-            avg_down=s > 1,
-            fusion=fusion,
-            name=block_name,
-        )
-    return finish(opts, x)
 
 
 @register_model(
@@ -114,7 +36,7 @@ def resnext(arguments, blocks_per_stage=(3, 4, 6, 3), stem_width=64):
     readme_params_m=29.9,
     readme_top1_err=None,
     **IMAGENET,
-    **STAGES,
+    **IMAGENET_STAGES,
 )
 def AFFResNeXt50(
     include_top=True,
@@ -179,7 +101,7 @@ def AFFResNeXt50(
     readme_params_m=34.7,
     readme_top1_err=19.78,
     **IMAGENET,
-    **STAGES,
+    **IMAGENET_STAGES,
 )
 def IAFFResNeXt50(
     include_top=True,
