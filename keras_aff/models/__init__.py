@@ -14,13 +14,14 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
   functional Keras model (e.g. keras.applications), starting as the
   identical function (`AddSite`, `RetrofitReport`).
 
-Where things live: `resnet.py`, `resnext.py` and `cifar.py` hold one
-family builder each and its public builders; `_setup.py` checks the
-arguments they share (one frozen `Options`) and `_inputs.py` makes the
-image input; `_blocks.py` holds the building blocks; `registry.py` the
+Where things live: `resnet.py` holds the ImageNet family builder
+(`resnet_d`, also used by `resnext.py`) and `cifar.py` the CIFAR ones,
+each next to its decorated public builders; `_setup.py` checks the
+arguments they share (one frozen `Options`), `_inputs.py` makes the image
+input, `_blocks.py` holds the building blocks and `registry.py` the
 registry. `retrofit.py` is the public `retrofit`, which finds the
-additions (`_retrofit_graph.py`), decides for each one (`_retrofit_plan.py`)
-and clones the model (`_retrofit_apply.py`).
+additions (`_retrofit_graph.py`), decides for each one
+(`_retrofit_plan.py`) and clones the model (`_retrofit_apply.py`).
 """
 
 from keras_aff.models.cifar import AFFResNet32

@@ -2,12 +2,14 @@
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
-A public builder (`AFFResNet50`, ...) hands its arguments to its family
-builder, which calls `setup(arguments, family)`: every shared argument is
-checked here and lands in one frozen `Options`, with the image input. The
-blocks read the options (`keras_aff.models._blocks`) and `finish` adds the
-head and loads the weights. A new shared argument is a field of `Options`,
-a check in `setup` and a line in each public signature and docstring.
+A public builder (`AFFResNet50`, ...) hands its arguments, `locals()` as
+its only statement, to its family builder, which calls `setup(arguments,
+family)`: every shared argument is checked here and lands in one frozen
+`Options`, with the image input. The blocks read the options
+(`keras_aff.models._blocks`) and `finish` adds the head and loads the
+weights. A new shared argument is a field of `Options`, a check in
+`setup`, and a line in each public signature and docstring; an argument
+that reaches `setup` without a field is a `TypeError`.
 """
 
 import dataclasses
