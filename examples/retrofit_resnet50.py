@@ -84,8 +84,8 @@ def main(argv=None):
         run_eagerly=args.quick,  # no graph tracing for a one-step smoke run
     )
     gate = model.get_layer(report.replaced[-1]["fusion_layer"])
-    attention = gate.attention if args.fusion == "aff" else gate.attention2
-    gamma = attention.branch1.bn2.gamma
+    # The last gate's local branch: its last BatchNorm starts at gamma = 0.
+    gamma = [w for w in gate.weights if w.path.endswith("local/bn2/gamma")][-1]
     kernel = model.get_layer("conv5_block3_3_conv").kernel
     before = (
         keras.ops.convert_to_numpy(gamma).copy(),

@@ -33,8 +33,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 # The CIFAR ResNet family builder: `keras_aff.models.AFFResNet32` is this
-# builder with 5 blocks per stage and widths 64/128/256.
-from keras_aff.models.cifar import _cifar_resnet  # noqa: E402
+# builder with 5 blocks per stage and widths 64/128/256; it takes the
+# arguments of `AFFResNet32` as a dict.
+from keras_aff.models.cifar import cifar_resnet  # noqa: E402
 
 NUM_CLASSES = 10
 
@@ -71,14 +72,9 @@ def make_dataset(n, size=32, seed=0):
 
 
 def build(fusion, blocks, width, size):
-    return _cifar_resnet(
-        blocks_per_stage=blocks,
-        widths=(width, 2 * width, 4 * width),
-        stem_width=width,
-        fusion=fusion,
-        fusion_stages=(1, 2, 3),
-        reduction_ratio=4,
-        kernel_initializer="glorot_uniform",
+    """The AFF-ResNet-32 network with `blocks` blocks per stage and widths
+    `width`, `2 * width`, `4 * width`."""
+    arguments = dict(
         include_top=True,
         weights=None,
         input_tensor=None,
@@ -87,6 +83,16 @@ def build(fusion, blocks, width, size):
         classes=NUM_CLASSES,
         classifier_activation="softmax",
         name=f"{fusion}_resnet{6 * blocks + 2}_w{width}",
+        fusion=fusion,
+        fusion_stages=(1, 2, 3),
+        reduction_ratio=4,
+        kernel_initializer="glorot_uniform",
+    )
+    return cifar_resnet(
+        arguments,
+        blocks_per_stage=blocks,
+        widths=(width, 2 * width, 4 * width),
+        stem_width=width,
     )
 
 

@@ -6,12 +6,22 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
   `AFFResNeXt50`, `IAFFResNeXt50`.
 - CIFAR-100 (32x32, 100 classes): `AFFResNet32`, `AFFResNeXt38`,
   `AFFResNeXt47`.
-- Registry (timm style): `list_models`, `get_model`, `model_info`.
+- Registry (timm style, built from the decorated builders): `list_models`,
+  `get_model`, `model_info`, `ModelInfo`.
 - Stage outputs for FPN / UNet decoders: `pyramid_outputs`,
   `feature_model`.
 - `retrofit`: AFF / iAFF in place of the residual additions of any
   functional Keras model (e.g. keras.applications), starting as the
-  identical function.
+  identical function (`AddSite`, `RetrofitReport`).
+
+Where things live: `resnet.py` holds the ImageNet family builder
+(`resnet_d`, also used by `resnext.py`) and `cifar.py` the CIFAR ones,
+each next to its decorated public builders; `_setup.py` checks the
+arguments they share (one frozen `Options`), `_inputs.py` makes the image
+input, `_blocks.py` holds the building blocks and `registry.py` the
+registry. `retrofit.py` is the public `retrofit`, which finds the
+additions (`_retrofit_graph.py`), decides for each one
+(`_retrofit_plan.py`) and clones the model (`_retrofit_apply.py`).
 """
 
 from keras_aff.models.cifar import AFFResNet32

@@ -8,6 +8,9 @@ import re
 
 import keras
 
+from keras_aff._validation import check_one_of_types
+from keras_aff._validation import received
+
 _STAGE_OUT = re.compile(r"^stage(\d+)_block(\d+)_out$")
 
 
@@ -84,10 +87,11 @@ def pyramid_outputs(model):
     P1 (None, 16, 16, 128)
     P2 (None, 8, 8, 256)
     """
-    if not isinstance(model, keras.Model) or not hasattr(model, "inputs"):
+    expected = "a functional keras.Model built by keras_aff.models"
+    check_one_of_types("model", model, (keras.Model,), expected)
+    if not getattr(model, "inputs", None):
         raise ValueError(
-            "Expected a functional keras.Model built by keras_aff.models. "
-            f"Received: model={model!r}"
+            f"Expected `model` to be {expected}. " + received("model", model)
         )
     tensors = [layer.output for layer in _stage_layers(model)]
     strides = _strides(model, tensors)
@@ -113,14 +117,14 @@ def feature_model(model, levels=None, name=None):
     Example:
 
     >>> backbone = keras_aff.models.AFFResNet50(
-    ...     include_top=False, input_shape=(128, 128, 3))
+    ...     include_top=False, input_shape=(64, 64, 3))
     >>> features = keras_aff.models.feature_model(backbone)
     >>> for k, v in features.output.items():
     ...     print(k, v.shape)
-    P2 (None, 32, 32, 256)
-    P3 (None, 16, 16, 512)
-    P4 (None, 8, 8, 1024)
-    P5 (None, 4, 4, 2048)
+    P2 (None, 16, 16, 256)
+    P3 (None, 8, 8, 512)
+    P4 (None, 4, 4, 1024)
+    P5 (None, 2, 2, 2048)
 
     A small FPN on top (AFF fuses each lateral with the upsampled coarser
     map, as the paper's AFF-FPN):
@@ -134,7 +138,14 @@ def feature_model(model, levels=None, name=None):
     >>> fpn = keras.Model(features.input, top)
     """
     outputs = pyramid_outputs(model)
+    check_one_of_types("name", name, (str, type(None)), "a str or None")
     if levels is not None:
+        check_one_of_types(
+            "levels",
+            levels,
+            (list, tuple),
+            f"a list of keys of {list(outputs)}",
+        )
         unknown = [k for k in levels if k not in outputs]
         if unknown:
             raise ValueError(

@@ -1,18 +1,30 @@
-"""A timm-style registry of the paper backbones.
+"""A timm-style registry of the paper backbones, built from their builders.
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+
+Each public builder is decorated with `@register_model(name, **facts)`
+(timm's `@register_model`); the registry holds what the decorators gave
+and nothing else, so a builder and its record are written side by side.
 """
 
 import dataclasses
 import fnmatch
 
-from keras_aff.models.cifar import AFFResNet32
-from keras_aff.models.cifar import AFFResNeXt38
-from keras_aff.models.cifar import AFFResNeXt47
-from keras_aff.models.resnet import AFFResNet50
-from keras_aff.models.resnet import IAFFResNet50
-from keras_aff.models.resnext import AFFResNeXt50
-from keras_aff.models.resnext import IAFFResNeXt50
+from keras_aff._validation import check_choice
+
+# What every network of a dataset shares in the registry.
+IMAGENET = {
+    "dataset": "imagenet",
+    "input_shape": (224, 224, 3),
+    "classes": 1000,
+    "readme_rule": "trainable, truncated to 0.1M",
+}
+CIFAR100 = {
+    "dataset": "cifar100",
+    "input_shape": (32, 32, 3),
+    "classes": 100,
+    "readme_rule": "total, rounded to 0.1M",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +47,16 @@ class ModelInfo:
         readme_rule: how `readme_params_m` follows from the exact counts.
         readme_top1_err: ImageNet top-1 error in the official README (None
             where it gives none).
+
+    Example:
+
+    >>> info = keras_aff.models.model_info("aff_resnext38_32x4d")
+    >>> info.builder is keras_aff.models.AFFResNeXt38
+    True
+    >>> info.dataset, info.input_shape, info.classes
+    ('cifar100', (32, 32, 3), 100)
+    >>> info.total_params, info.readme_params_m, info.readme_rule
+    (7832996, 7.8, 'total, rounded to 0.1M')
     """
 
     name: str
@@ -51,90 +73,39 @@ class ModelInfo:
     readme_top1_err: object = None
 
 
-_IMAGENET = dict(
-    dataset="imagenet",
-    input_shape=(224, 224, 3),
-    classes=1000,
-    stage_channels=(256, 512, 1024, 2048),
-    stage_strides=(4, 8, 16, 32),
-    readme_rule="trainable, truncated to 0.1M",
-)
-_CIFAR = dict(
-    dataset="cifar100",
-    input_shape=(32, 32, 3),
-    classes=100,
-    stage_strides=(1, 2, 4),
-    readme_rule="total, rounded to 0.1M",
-)
+_REGISTRY = {}
 
-_MODELS = {
-    info.name: info
-    for info in (
-        ModelInfo(
-            name="aff_resnet50",
-            builder=AFFResNet50,
-            trainable_params=30_373_192,
-            total_params=30_478_664,
-            readme_params_m=30.3,
-            readme_top1_err=20.3,
-            **_IMAGENET,
-        ),
-        ModelInfo(
-            name="iaff_resnet50",
-            builder=IAFFResNet50,
-            trainable_params=35_170_120,
-            total_params=35_327_816,
-            readme_params_m=35.1,
-            readme_top1_err=20.2,
-            **_IMAGENET,
-        ),
-        ModelInfo(
-            name="aff_resnext50_32x4d",
-            builder=AFFResNeXt50,
-            trainable_params=29_953_704,
-            total_params=30_074_536,
-            readme_params_m=29.9,
-            readme_top1_err=None,
-            **_IMAGENET,
-        ),
-        ModelInfo(
-            name="iaff_resnext50_32x4d",
-            builder=IAFFResNeXt50,
-            trainable_params=34_750_632,
-            total_params=34_923_688,
-            readme_params_m=34.7,
-            readme_top1_err=19.78,
-            **_IMAGENET,
-        ),
-        ModelInfo(
-            name="aff_resnet32",
-            builder=AFFResNet32,
-            stage_channels=(64, 128, 256),
-            trainable_params=7_897_156,
-            total_params=7_917_450,
-            readme_params_m=7.9,
-            **_CIFAR,
-        ),
-        ModelInfo(
-            name="aff_resnext38_32x4d",
-            builder=AFFResNeXt38,
-            stage_channels=(256, 512, 1024),
-            trainable_params=7_770_148,
-            total_params=7_832_996,
-            readme_params_m=7.8,
-            **_CIFAR,
-        ),
-        ModelInfo(
-            name="aff_resnext47_32x4d",
-            builder=AFFResNeXt47,
-            stage_channels=(256, 512, 1024),
-            trainable_params=9_605_828,
-            total_params=9_683_460,
-            readme_params_m=9.7,
-            **_CIFAR,
-        ),
-    )
-}
+
+def register_model(name, **facts):
+    """Registers the decorated builder under `name` with the `ModelInfo`
+    fields `facts` (everything but `name` and `builder`).
+
+    Args:
+        name: the registry name, e.g. "aff_resnet50".
+        **facts: the other `ModelInfo` fields (dataset, input_shape,
+            classes, stage_channels, stage_strides, parameter counts,
+            README figures).
+
+    Returns:
+        A decorator that records the builder and returns it unchanged.
+
+    Example (what `keras_aff.models.AFFResNet32` is registered with):
+
+    >>> info = keras_aff.models.model_info("aff_resnet32")
+    >>> info.stage_channels, info.stage_strides, info.trainable_params
+    ((64, 128, 256), (1, 2, 4), 7897156)
+    """
+
+    def decorate(builder):
+        if name in _REGISTRY:
+            raise ValueError(
+                f"A backbone named {name!r} is already registered (by "
+                f"{_REGISTRY[name].builder.__name__})."
+            )
+        _REGISTRY[name] = ModelInfo(name=name, builder=builder, **facts)
+        return builder
+
+    return decorate
 
 
 def list_models(pattern=None):
@@ -151,7 +122,7 @@ def list_models(pattern=None):
     >>> keras_aff.models.list_models("aff_resnet*")
     ['aff_resnet32', 'aff_resnet50']
     """
-    names = sorted(_MODELS)
+    names = sorted(_REGISTRY)
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
     return names
@@ -172,12 +143,7 @@ def model_info(name):
     >>> keras_aff.models.model_info("aff_resnet32").stage_channels
     (64, 128, 256)
     """
-    if name not in _MODELS:
-        raise ValueError(
-            f"Unknown model name. Expected one of {list_models()}. "
-            f"Received: name={name!r}"
-        )
-    return _MODELS[name]
+    return _REGISTRY[check_choice("name", name, list_models())]
 
 
 def get_model(name, **kwargs):

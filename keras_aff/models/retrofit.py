@@ -1,45 +1,42 @@
 """Retrofit AFF / iAFF into the residual additions of any functional model.
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+
+`retrofit` checks its arguments, finds the additions of the graph
+(`_retrofit_graph`), decides for each one (`_retrofit_plan.decide`, a pure
+function) and clones the model with the planned fusion layers
+(`_retrofit_apply`); the `RetrofitReport` says what it did.
 """
 
+import collections.abc
 import dataclasses
-import numbers
+import random
 
 import keras
 import numpy as np
 
+from keras_aff._validation import check_bool
+from keras_aff._validation import check_choice
+from keras_aff._validation import check_data_format
+from keras_aff._validation import check_int
+from keras_aff._validation import check_one_of_types
 from keras_aff.layers import AFF
 from keras_aff.layers import IAFF
+from keras_aff.models._retrofit_apply import apply_plan
+from keras_aff.models._retrofit_graph import AddSite
+from keras_aff.models._retrofit_graph import is_functional
+from keras_aff.models._retrofit_graph import is_sequential
+from keras_aff.models._retrofit_plan import Settings
+from keras_aff.models._retrofit_plan import make_plan
+from keras_aff.models._retrofit_plan import shape_text
 
-try:  # the Operation behind `x + y` / `keras.ops.add` on symbolic tensors
-    from keras.src.ops.numpy import Add as _OpsAdd
-except ImportError:  # pragma: no cover - a future Keras moved it
-    _OpsAdd = None
+__all__ = ["AddSite", "RetrofitReport", "retrofit"]
 
-_FUSIONS = ("aff", "iaff")
 _FUSION_CLASSES = {"aff": AFF, "iaff": IAFF}
-
-
-@dataclasses.dataclass
-class AddSite:
-    """One two-input addition found in the model graph.
-
-    Attributes:
-        name: the Add layer's (or `keras.ops.add` operation's) name.
-        path: `name` prefixed by the names of the nested models holding it,
-            e.g. "resnet50/conv2_block1_add".
-        kind: "Add layer" (`keras.layers.Add`) or "ops.add" (`x + y` on
-            symbolic tensors, as ConvNeXt writes its residuals).
-        shapes: static shapes of the inputs.
-        channels: channel count (None if unknown).
-    """
-
-    name: str
-    path: str
-    kind: str
-    shapes: tuple
-    channels: object
+_SELECT = (
+    "None, a list of addition names or paths, or a callable taking an "
+    "`AddSite` and returning a bool"
+)
 
 
 @dataclasses.dataclass
@@ -57,6 +54,21 @@ class RetrofitReport:
         reduction_ratio: the attention bottleneck ratio used.
         params_before: weight count of the original model.
         params_after: weight count of the new model.
+
+    Example:
+
+    >>> inp = keras.Input((8, 8, 16))
+    >>> y = keras.layers.Conv2D(16, 1, name="conv")(inp)
+    >>> model = keras.Model(inp, keras.layers.Add(name="res")([inp, y]))
+    >>> _, report = keras_aff.models.retrofit(
+    ...     model, reduction_ratio=4, return_report=True)
+    >>> print(report)
+    retrofit: 1 addition(s) replaced by AFF (reduction_ratio=4), 0 left as
+    they were; parameters 272 -> 728 (+456)
+      replaced res (Add layer, (None, 8, 8, 16) + (None, 8, 8, 16)) ->
+      res_aff (+456)
+    >>> report.replaced[0]["inter_channels"], report.params_added
+    (4, 456)
     """
 
     replaced: list
@@ -68,6 +80,7 @@ class RetrofitReport:
 
     @property
     def params_added(self):
+        """`params_after - params_before`."""
         return self.params_after - self.params_before
 
     def __str__(self):
@@ -91,160 +104,104 @@ class RetrofitReport:
         return "\n".join(lines)
 
 
-def _count(model):
-    return int(sum(int(np.prod(w.shape)) for w in model.weights))
+def _count(weights_holder):
+    return int(sum(int(np.prod(w.shape)) for w in weights_holder.weights))
 
 
-def _is_sequential(obj):
-    return isinstance(obj, keras.Sequential)
-
-
-def _is_functional(obj):
-    # Functional models (including subclasses of Functional, e.g. keras-hub
-    # backbones) expose their graph; subclassed models do not.
-    return (
-        isinstance(obj, keras.Model)
-        and not _is_sequential(obj)
-        and hasattr(obj, "_nodes_by_depth")
-        and getattr(obj, "_is_graph_network", True) is not False
-        and hasattr(obj, "_run_through_graph")
+def _check_model(model):
+    check_one_of_types(
+        "model", model, (keras.Model,), "a functional keras.Model"
     )
-
-
-def _is_ops_add(op):
-    if _OpsAdd is not None:
-        return isinstance(op, _OpsAdd)
-    return (  # pragma: no cover
-        type(op).__name__ == "Add"
-        and type(op).__module__.startswith("keras.")
-        and not isinstance(op, keras.layers.Layer)
-    )
-
-
-def _graph_nodes(model):
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.operation is None or node.is_input:
-                continue
-            yield node
-
-
-def _shape(t):
-    return tuple(None if d is None else int(d) for d in t.shape)
-
-
-def _add_inputs(node):
-    """The input tensors of an addition node, or None if it is not a plain
-    addition of symbolic tensors."""
-    op = node.operation
-    if isinstance(op, keras.layers.Add):
-        return list(node.input_tensors)
-    if _is_ops_add(op):
-        args = node.arguments.args
-        if node.arguments.kwargs or len(args) != 2:
-            return None
-        if not all(isinstance(a, keras.KerasTensor) for a in args):
-            return None
-        return list(args)
-    return None
-
-
-def _find_sites(model, prefix=""):
-    """Yields (op, node, AddSite) for every addition in the graph, nested
-    functional and sequential models included."""
-    if _is_sequential(model):
-        for layer in model.layers:
-            if _is_functional(layer) or _is_sequential(layer):
-                yield from _find_sites(layer, f"{prefix}{layer.name}/")
-        return
-    for node in _graph_nodes(model):
-        op = node.operation
-        if _is_functional(op) or _is_sequential(op):
-            yield from _find_sites(op, f"{prefix}{op.name}/")
-            continue
-        inputs = _add_inputs(node)
-        if inputs is None:
-            continue
-        kind = "Add layer" if isinstance(op, keras.layers.Layer) else "ops.add"
-        shapes = tuple(_shape(t) for t in inputs)
-        yield (
-            op,
-            node,
-            AddSite(
-                name=op.name,
-                path=f"{prefix}{op.name}",
-                kind=kind,
-                shapes=shapes,
-                channels=None,
-            ),
+    if is_sequential(model):
+        raise ValueError(
+            "retrofit needs a functional model: a Sequential model passes "
+            "one tensor from layer to layer, so it holds no two-input "
+            "residual addition to replace. Build the model with the "
+            "functional API (keras.Model(inputs, outputs)). "
+            f"Received: a Sequential model named '{model.name}'"
+        )
+    if not is_functional(model):
+        raise ValueError(
+            "retrofit needs a functional model (keras.Model(inputs, "
+            "outputs)): a subclassed model computes its output in Python "
+            "`call()`, so its graph and its additions cannot be rewritten. "
+            f"Received: a subclassed model of type "
+            f"'{type(model).__name__}' named '{model.name}'"
         )
 
 
-def _merged_shape(shapes):
-    """The common shape of the inputs, or None when they differ."""
-    first = shapes[0]
-    merged = []
-    for dims in zip(*shapes):
-        known = {d for d in dims if d is not None}
-        if len(known) > 1:
-            return None
-        merged.append(known.pop() if known else None)
-    if any(len(s) != len(first) for s in shapes):
-        return None
-    return tuple(merged)
-
-
-def _validate_select(select):
+def _check_select(select):
+    """None, a callable, or a tuple of names (one string is one name)."""
     if select is None or callable(select):
         return select
     if isinstance(select, str):
         return (select,)
-    try:
-        names = tuple(select)
-    except TypeError:
-        names = None
-    if names is None or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            "Expected `select` to be None, a list of Add layer names (or "
-            "paths), or a callable taking an `AddSite` and returning a "
-            f"bool. Received: select={select!r}"
+    check_one_of_types("select", select, (collections.abc.Iterable,), _SELECT)
+    names = tuple(select)
+    for i, name in enumerate(names):
+        check_one_of_types(
+            f"select[{i}]", name, (str,), "an addition name or path (a str)"
         )
     return names
 
 
-def _fusion_dtype(op, inputs):
-    if isinstance(op, keras.layers.Layer):
-        return op.dtype_policy
-    dtype = keras.backend.standardize_dtype(inputs[0].dtype)
-    if dtype == "float16":
-        return "mixed_float16"
-    if dtype == "bfloat16":
-        return "mixed_bfloat16"
-    return dtype
+def _settings(model, fusion, reduction_ratio, select, min_channels, fmt):
+    """The checked arguments the plan depends on."""
+    fusion = check_choice("fusion", fusion, tuple(_FUSION_CLASSES))
+    reduction_ratio = check_int("reduction_ratio", reduction_ratio, 1)
+    if min_channels is None:
+        min_channels = reduction_ratio
+    # At least one hidden channel in every gate.
+    min_channels = check_int("min_channels", min_channels, reduction_ratio)
+    fmt = check_data_format(fmt)
+    _check_model(model)
+    return Settings(
+        fusion=fusion,
+        reduction_ratio=reduction_ratio,
+        select=_check_select(select),
+        min_channels=min_channels,
+        channel_index=-1 if fmt == "channels_last" else 1,
+    )
 
 
-def _unique_name(base, taken):
-    name, i = base, 1
-    while name in taken:
-        name = f"{base}_{i}"
-        i += 1
-    taken.add(name)
-    return name
+def _fusion_kwargs(fusion_cls, **kwargs):
+    """The new layers' arguments, with `output_scale=2.0` (the identity
+    start). The fusion layer checks its own arguments: one is created,
+    unbuilt, before any work. Its initializers draw their seeds from
+    Python's `random`; restoring its state keeps a seeded `retrofit`'s
+    gate weights what they would be without this check."""
+    kwargs = {"output_scale": 2.0, **kwargs}
+    state = random.getstate()
+    try:
+        fusion_cls(name="retrofit_argument_check", **kwargs)
+    finally:
+        random.setstate(state)
+    return kwargs
 
 
-def _zero_last_bn(fusion_layer):
-    """Zero gamma and beta of the last BN of every gate branch, so that
-    every gate outputs sigmoid(0) = 0.5 in training and inference."""
-    gates = [
-        getattr(fusion_layer, n)
-        for n in ("attention", "attention1", "attention2")
-        if hasattr(fusion_layer, n)
+def _row(site):
+    return {"path": site.path, "kind": site.kind, "shape": shape_text(site)}
+
+
+def _report(model, new_model, plan, fusions, settings):
+    replaced = [
+        {
+            **_row(r.site),
+            "channels": r.site.channels,
+            "inter_channels": r.inter_channels,
+            "fusion_layer": r.layer_name,
+            "params": _count(layer),
+        }
+        for layer, r in fusions
     ]
-    for gate in gates:
-        for branch in (gate.branch1, gate.branch2):
-            bn = branch.bn2
-            bn.gamma.assign(keras.ops.zeros_like(bn.gamma))
-            bn.beta.assign(keras.ops.zeros_like(bn.beta))
+    return RetrofitReport(
+        replaced=replaced,
+        skipped=[{**_row(s.site), "reason": s.reason} for s in plan.skipped],
+        fusion=settings.fusion,
+        reduction_ratio=settings.reduction_ratio,
+        params_before=_count(model),
+        params_after=_count(new_model),
+    )
 
 
 def retrofit(
@@ -312,285 +269,53 @@ def retrofit(
 
     Returns:
         The new `keras.Model`, or `(model, report)` when `return_report` is
-        True. The new model is compiled from the original's compile config
-        if the original was compiled.
+        True. When the original model was compiled, the new model is
+        compiled from the original's compile config: the same losses and
+        metrics, and a fresh optimizer of the same config.
 
     Raises:
+        TypeError: for an argument of the wrong type (e.g. a `model` that
+            is not a `keras.Model`, `reduction_ratio=4.0`).
         ValueError: for a Sequential-only or subclassed model, an unknown
-            `fusion`, a name in `select` that is not an addition of the
-            model, or a selected addition whose inputs differ in shape,
-            whose channel count is unknown, whose rank AFF cannot fuse, or
-            that has more than two inputs.
+            `fusion`, a value out of range, a name in `select` that is not
+            an addition of the model, or a selected addition whose inputs
+            differ in shape, whose channel count is unknown, whose rank AFF
+            cannot fuse, or that has more than two inputs.
 
-    Example:
+    Example (`retrofit(keras.applications.ResNet50(...))` replaces its 16
+    additions the same way; see `examples/retrofit_resnet50.py`):
 
-    >>> base = keras.applications.ResNet50(weights=None,
-    ...                                    input_shape=(64, 64, 3))
-    >>> new, report = keras_aff.models.retrofit(base, return_report=True)
-    >>> len(report.replaced)
-    16
-    >>> x = np.random.rand(2, 64, 64, 3).astype("float32")
-    >>> np.allclose(base.predict(x), new.predict(x), rtol=1e-4, atol=1e-6)
+    >>> inp = keras.Input((16, 16, 3))
+    >>> x = keras.layers.Conv2D(32, 3, padding="same")(inp)
+    >>> for i in range(2):
+    ...     y = keras.layers.Conv2D(32, 3, padding="same")(x)
+    ...     y = keras.layers.BatchNormalization()(y)
+    ...     x = keras.layers.Add(name=f"block{i}_add")([x, y])
+    >>> base = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
+    >>> new, report = keras_aff.models.retrofit(
+    ...     base, reduction_ratio=4, return_report=True)
+    >>> [r["fusion_layer"] for r in report.replaced]
+    ['block0_add_aff', 'block1_add_aff']
+    >>> images = np.random.rand(2, 16, 16, 3).astype("float32")
+    >>> np.allclose(base(images), new(images), rtol=1e-4, atol=1e-6)
     True
     """
-    if fusion not in _FUSIONS:
-        raise ValueError(
-            f"Expected `fusion` to be one of {_FUSIONS}. "
-            f"Received: fusion={fusion!r}"
-        )
-    if (
-        isinstance(reduction_ratio, bool)
-        or not isinstance(reduction_ratio, numbers.Integral)
-        or reduction_ratio < 1
-    ):
-        raise ValueError(
-            "Expected `reduction_ratio` to be a positive integer. "
-            f"Received: reduction_ratio={reduction_ratio!r}"
-        )
-    if min_channels is None:
-        min_channels = reduction_ratio
-    if (
-        isinstance(min_channels, bool)
-        or not isinstance(min_channels, numbers.Integral)
-        or min_channels < reduction_ratio
-    ):
-        raise ValueError(
-            "Expected `min_channels` to be an integer >= reduction_ratio "
-            f"({reduction_ratio}), so that every gate has at least one "
-            f"hidden channel. Received: min_channels={min_channels!r}"
-        )
-    if data_format is None:
-        data_format = keras.config.image_data_format()
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(
-            "Expected `data_format` to be 'channels_last', 'channels_first' "
-            f"or None. Received: data_format={data_format!r}"
-        )
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            "Expected `model` to be a functional keras.Model. "
-            f"Received: model={model!r} (of type {type(model).__name__})"
-        )
-    if _is_sequential(model):
-        raise ValueError(
-            "retrofit needs a functional model: a Sequential model passes "
-            "one tensor from layer to layer, so it holds no two-input "
-            "residual addition to replace. Build the model with the "
-            "functional API (keras.Model(inputs, outputs)). "
-            f"Received: a Sequential model named '{model.name}'"
-        )
-    if not _is_functional(model):
-        raise ValueError(
-            "retrofit needs a functional model (keras.Model(inputs, "
-            "outputs)): a subclassed model computes its output in Python "
-            "`call()`, so its graph and its additions cannot be rewritten. "
-            f"Received: a subclassed model of type "
-            f"'{type(model).__name__}' named '{model.name}'"
-        )
-    select = _validate_select(select)
-
-    channel_index = -1 if data_format == "channels_last" else 1
-    plan = {}  # id(op) -> dict(name, dtype, kind)
-    replaced, skipped = [], []
-    found_names = set()
-    taken = {layer.name for layer in _all_layers(model)}
-    seen_ops = {}
-    for op, node, site in _find_sites(model):
-        found_names.update((site.name, site.path))
-        inputs = _add_inputs(node)
-        merged = _merged_shape(site.shapes) if len(site.shapes) == 2 else None
-        if merged is not None and len(merged) in (3, 4, 5):
-            site.channels = merged[channel_index]
-        if select is None:
-            requested, explicit = True, False
-        elif callable(select):
-            requested, explicit = bool(select(site)), False
-        else:
-            requested = site.name in select or site.path in select
-            explicit = requested
-        shape_str = " + ".join(str(s) for s in site.shapes)
-        row = {"path": site.path, "kind": site.kind, "shape": shape_str}
-        if not requested:
-            skipped.append({**row, "reason": "not selected"})
-            continue
-        reason = None
-        if len(site.shapes) != 2:
-            reason = (
-                f"it adds {len(site.shapes)} tensors; AFF fuses exactly two"
-            )
-            fatal = explicit
-        elif merged is None:
-            reason = (
-                "its two inputs differ in shape, so they cannot be fused "
-                "(AFF needs equal shapes)"
-            )
-            fatal = True
-        elif len(merged) not in (3, 4, 5):
-            reason = (
-                f"its inputs have rank {len(merged)}; AFF fuses rank 3, 4 "
-                "or 5 feature maps"
-            )
-            fatal = explicit
-        elif site.channels is None:
-            reason = "its channel dimension is not known"
-            fatal = True
-        elif site.channels < min_channels:
-            reason = f"{site.channels} channels < min_channels={min_channels}"
-            fatal = explicit
-        if reason is not None:
-            if fatal:
-                hint = (
-                    " Leave it out with `select` (a list of names or a "
-                    "callable)."
-                    if not explicit
-                    else ""
-                )
-                raise ValueError(
-                    f"Cannot replace the addition '{site.path}' by "
-                    f"{fusion.upper()}: {reason}.{hint} Received: input "
-                    f"shapes {shape_str}"
-                )
-            skipped.append({**row, "reason": reason})
-            continue
-        if id(op) in seen_ops:
-            # A shared Add layer: one fusion layer, shared the same way.
-            if seen_ops[id(op)] != merged:
-                raise ValueError(
-                    f"Cannot replace the shared Add layer '{site.path}': "
-                    "it is called on inputs of different shapes "
-                    f"({seen_ops[id(op)]} and {merged}). Received: input "
-                    f"shapes {shape_str}"
-                )
-            continue
-        seen_ops[id(op)] = merged
-        new_name = _unique_name(f"{site.name}_{fusion}", taken)
-        plan[id(op)] = {
-            "name": new_name,
-            "dtype": _fusion_dtype(op, inputs),
-            "kind": site.kind,
-            "row": {
-                **row,
-                "channels": site.channels,
-                "inter_channels": site.channels // reduction_ratio,
-                "fusion_layer": new_name,
-            },
-        }
-    if isinstance(select, tuple):
-        missing = [n for n in select if n not in found_names]
-        if missing:
-            raise ValueError(
-                f"`select` names {missing} are not two-input additions of "
-                f"the model '{model.name}'. Additions found: "
-                f"{sorted(n for n in found_names if '/' not in n)}. "
-                f"Received: select={list(select)!r}"
-            )
-
-    fusion_kwargs = dict(
-        reduction_ratio=reduction_ratio,
-        output_scale=2.0,
+    settings = _settings(
+        model, fusion, reduction_ratio, select, min_channels, data_format
+    )
+    return_report = check_bool("return_report", return_report)
+    fusion_cls = _FUSION_CLASSES[settings.fusion]
+    fusion_kwargs = _fusion_kwargs(
+        fusion_cls,
+        reduction_ratio=settings.reduction_ratio,
         use_bias=use_bias,
         bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
         kernel_initializer=kernel_initializer,
-        data_format=data_format,
+        data_format=check_data_format(data_format),
     )
-    cloner = _Cloner(plan, _FUSION_CLASSES[fusion], fusion_kwargs)
-    new_model = keras.models.clone_model(
-        model,
-        input_tensors=_named_inputs(model),
-        clone_function=cloner.clone,
-        call_function=cloner.call,
-    )
-    for old, new in cloner.pairs:
-        if old.weights:
-            new.set_weights(old.get_weights())
-    for layer, spec in cloner.fusions:
-        _zero_last_bn(layer)
-        replaced.append(
-            {
-                **spec["row"],
-                "params": int(
-                    sum(int(np.prod(w.shape)) for w in layer.weights)
-                ),
-            }
-        )
+    plan = make_plan(model, settings)
+    new_model, fusions = apply_plan(model, plan, fusion_cls, fusion_kwargs)
     if not return_report:
         return new_model
-    report = RetrofitReport(
-        replaced=replaced,
-        skipped=skipped,
-        fusion=fusion,
-        reduction_ratio=reduction_ratio,
-        params_before=_count(model),
-        params_after=_count(new_model),
-    )
-    return new_model, report
-
-
-def _named_inputs(model):
-    """Fresh inputs with the names of the model's input layers
-    (`clone_model` would name them after the symbolic tensors)."""
-
-    def fresh(x):
-        history = getattr(x, "_keras_history", None)
-        name = history.operation.name if history else x.name
-        return keras.Input(
-            batch_shape=x.shape, dtype=x.dtype, sparse=x.sparse, name=name
-        )
-
-    return keras.tree.map_structure(fresh, model.input)
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-class _Cloner:
-    """`clone_function` / `call_function` for `keras.models.clone_model`:
-    copies every layer (the weights are copied afterwards), builds a fusion
-    layer for every planned addition and recurses into nested models."""
-
-    def __init__(self, plan, fusion_cls, fusion_kwargs):
-        self.plan = plan
-        self.fusion_cls = fusion_cls
-        self.fusion_kwargs = fusion_kwargs
-        self.cache = {}
-        self.pairs = []  # (original layer, copy)
-        self.fusions = []  # (new fusion layer, plan entry)
-        self.ops_fusions = set()  # ids of fusion layers replacing ops.add
-
-    def clone(self, layer):
-        key = id(layer)
-        if key in self.cache:
-            return self.cache[key]
-        if _is_sequential(layer):
-            new = keras.models.clone_model(layer, clone_function=self.clone)
-        elif _is_functional(layer):
-            new = keras.models.clone_model(
-                layer,
-                input_tensors=_named_inputs(layer),
-                clone_function=self.clone,
-                call_function=self.call,
-            )
-        elif key in self.plan:
-            spec = self.plan[key]
-            new = self.fusion_cls(
-                name=spec["name"], dtype=spec["dtype"], **self.fusion_kwargs
-            )
-            self.fusions.append((new, spec))
-            if spec["kind"] == "ops.add":
-                self.ops_fusions.add(id(new))
-        else:
-            new = layer.__class__.from_config(layer.get_config())
-            if isinstance(layer, keras.layers.Layer):
-                self.pairs.append((layer, new))
-        self.cache[key] = new
-        return new
-
-    def call(self, op, *args, **kwargs):
-        if id(op) in self.ops_fusions:
-            return op([args[0], args[1]], **kwargs)
-        return op(*args, **kwargs)
+    return new_model, _report(model, new_model, plan, fusions, settings)

@@ -1,6 +1,7 @@
 """Contract tests over every registered backbone (timm style), plus the
 architecture facts of the official code."""
 
+import inspect
 import math
 import os
 import re
@@ -57,16 +58,9 @@ def _train_size(name):
 def _tiny(name="tiny"):
     """A one-block-per-stage AFF-ResNet (widths 16/32/64) from the CIFAR
     family builder: the contract checks that need no full-size network."""
-    from keras_aff.models.cifar import _cifar_resnet
+    from keras_aff.models.cifar import cifar_resnet
 
-    return _cifar_resnet(
-        blocks_per_stage=1,
-        widths=(16, 32, 64),
-        stem_width=16,
-        fusion="aff",
-        fusion_stages=(1, 2, 3),
-        reduction_ratio=4,
-        kernel_initializer="glorot_uniform",
+    arguments = dict(
         include_top=True,
         weights=None,
         input_tensor=None,
@@ -75,6 +69,13 @@ def _tiny(name="tiny"):
         classes=10,
         classifier_activation="softmax",
         name=name,
+        fusion="aff",
+        fusion_stages=(1, 2, 3),
+        reduction_ratio=4,
+        kernel_initializer="glorot_uniform",
+    )
+    return cifar_resnet(
+        arguments, blocks_per_stage=1, widths=(16, 32, 64), stem_width=16
     )
 
 
@@ -109,6 +110,52 @@ def test_registry_lists_every_public_model():
 def test_registry_unknown_name():
     with pytest.raises(ValueError, match="Received: name='resnet18'"):
         M.get_model("resnet18")
+    with pytest.raises(TypeError, match="Received: name=3"):
+        M.model_info(3)
+
+
+_APPLICATIONS_ARGS = [
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+    "fusion",
+    "fusion_stages",
+    "reduction_ratio",
+]
+
+
+def test_registry_is_built_from_the_public_builders():
+    """Every record's builder is the public entry point itself (a real
+    `def` with its own name), with the keras.applications signature."""
+    for name in M.list_models():
+        builder = M.model_info(name).builder
+        assert getattr(M, builder.__name__) is builder
+        assert builder.__qualname__ == builder.__name__
+        params = list(inspect.signature(builder).parameters)
+        extra = [] if name == "aff_resnet32" else ["zero_init_residual"]
+        assert params == _APPLICATIONS_ARGS + extra + ["kernel_initializer"]
+    assert {M.model_info(n).builder.__name__ for n in M.list_models()} == {
+        "AFFResNet32",
+        "AFFResNet50",
+        "AFFResNeXt38",
+        "AFFResNeXt47",
+        "AFFResNeXt50",
+        "IAFFResNet50",
+        "IAFFResNeXt50",
+    }
+
+
+def test_registering_a_name_twice_is_refused():
+    from keras_aff.models.registry import register_model
+
+    with pytest.raises(ValueError, match="'aff_resnet32' is already"):
+        register_model("aff_resnet32")(lambda: None)
+    assert M.model_info("aff_resnet32").builder is M.AFFResNet32
 
 
 def test_public_names_have_docstrings_with_examples():
@@ -532,6 +579,10 @@ def test_feature_model_errors():
         M.feature_model(keras.Model(plain.inputs, plain.outputs))
     with pytest.raises(ValueError, match="Received: levels="):
         M.feature_model(session_model("aff_resnet32"), levels=["P5"])
+    with pytest.raises(TypeError, match="Received: levels='P1'"):
+        M.feature_model(session_model("aff_resnet32"), levels="P1")
+    with pytest.raises(TypeError, match="Received: model=3"):
+        M.pyramid_outputs(3)
 
 
 # ---------------------------------------------------------------------------
@@ -562,32 +613,89 @@ def test_input_tensor_and_unknown_sizes():
     assert tuple(y.shape) == (1, 3)
 
 
+# Wrong types are TypeErrors, wrong values ValueErrors; each message names
+# the argument and the received value.
 @pytest.mark.parametrize(
-    "kwargs,match",
+    "kwargs,error,match",
     [
-        ({"weights": "imagenet"}, "No pretrained weights"),
-        ({"weights": "/no/such/file.h5"}, "Received: weights="),
-        ({"weights": 3}, "Received: weights=3"),
-        ({"pooling": "mean"}, "Received: pooling='mean'"),
-        ({"fusion": "concat"}, "Received: fusion='concat'"),
-        ({"classes": 0}, "Received: classes=0"),
-        ({"include_top": "yes"}, "Received: include_top='yes'"),
-        ({"input_shape": (2, 2, 3)}, "at least 4x4"),
-        ({"input_shape": (32, 32)}, "three integers"),
-        ({"input_tensor": np.zeros((1, 32, 32, 3))}, "input_tensor"),
-        ({"fusion_stages": (0,)}, "Received: fusion_stages=\\(0,\\)"),
-        ({"reduction_ratio": 0}, "Received: reduction_ratio=0"),
-        ({"classifier_activation": "nope"}, "classifier_activation"),
-        ({"kernel_initializer": "nope"}, "kernel_initializer"),
+        ({"weights": "imagenet"}, ValueError, "No pretrained weights"),
+        ({"weights": "/no/such/file.h5"}, ValueError, "Received: weights="),
+        ({"weights": 3}, TypeError, "Received: weights=3"),
+        ({"pooling": "mean"}, ValueError, "Received: pooling='mean'"),
+        ({"pooling": 1}, TypeError, "Received: pooling=1"),
+        ({"fusion": "concat"}, ValueError, "Received: fusion='concat'"),
+        ({"classes": 0}, ValueError, "Received: classes=0"),
+        ({"classes": 10.0}, TypeError, "Received: classes=10.0"),
+        ({"include_top": "yes"}, TypeError, "Received: include_top='yes'"),
+        (
+            {"input_shape": (2, 2, 3)},
+            ValueError,
+            r"at least 4x4.*Received: input_shape=\(2, 2, 3\)",
+        ),
+        (
+            {"input_shape": (32, 32)},
+            ValueError,
+            r"Received: input_shape=\(32, 32\)",
+        ),
+        (
+            {"input_shape": (32, 32, None)},
+            ValueError,
+            r"channel dimension.*Received: input_shape=\(32, 32, None\)",
+        ),
+        (
+            {"input_shape": (32, 32, "3")},
+            TypeError,
+            r"Received: input_shape\[2\]='3'",
+        ),
+        ({"input_shape": 32}, TypeError, "Received: input_shape=32"),
+        (
+            {"input_tensor": np.zeros((1, 32, 32, 3))},
+            TypeError,
+            "Received: input_tensor=",
+        ),
+        ({"fusion_stages": (0,)}, ValueError, r"fusion_stages\[0\]=0"),
+        ({"fusion_stages": (4,)}, ValueError, r"fusion_stages\[0\]=4"),
+        ({"fusion_stages": "3"}, TypeError, "Received: fusion_stages='3'"),
+        ({"reduction_ratio": 0}, ValueError, "Received: reduction_ratio=0"),
+        (
+            {"reduction_ratio": 4.0},
+            TypeError,
+            "Received: reduction_ratio=4.0",
+        ),
+        (
+            {"classifier_activation": "nope"},
+            ValueError,
+            "Received: classifier_activation='nope'",
+        ),
+        (
+            {"kernel_initializer": "nope"},
+            ValueError,
+            "Received: kernel_initializer='nope'",
+        ),
+        ({"name": 3}, TypeError, "Received: name=3"),
     ],
 )
-def test_argument_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
         M.AFFResNet32(**kwargs)
 
 
+def test_input_tensor_errors():
+    with pytest.raises(ValueError, match="at least 4x4"):
+        M.AFFResNet32(input_tensor=keras.Input((2, 2, 3)))
+    with pytest.raises(ValueError, match="input_tensor.shape"):
+        M.AFFResNet32(input_tensor=keras.Input((32, 3)))
+
+
+def test_zero_init_residual_is_checked():
+    with pytest.raises(TypeError, match="Received: zero_init_residual=1"):
+        M.AFFResNeXt38(zero_init_residual=1)
+
+
 def test_imagenet_minimum_size():
-    with pytest.raises(ValueError, match="at least 32x32"):
+    with pytest.raises(
+        ValueError, match=r"at least 32x32.*input_shape=\(16, 16, 3\)"
+    ):
         M.AFFResNet50(input_shape=(16, 16, 3))
 
 

@@ -149,6 +149,15 @@ def test_retrofit_iaff_keeps_the_function():
     ]
     assert len(fusions) == 10
     assert {f.output_scale for f in fusions} == {2.0}
+    # Both gates, both branches: gamma and beta of the last BN start at 0.
+    for f in fusions:
+        zeroed = [
+            w.path
+            for w in f.weights
+            if w.path.endswith(("/bn2/gamma", "/bn2/beta"))
+            and not np.any(_np(w))
+        ]
+        assert len(zeroed) == 8, zeroed
     _assert_same_function(base, new, _images(seed=3), modes=(False,))
 
 
@@ -265,11 +274,43 @@ def test_retrofit_round_trips_through_keras_file(tmp_path):
 
 def test_compiled_model_stays_compiled():
     model = _toy()
-    model.compile(optimizer="sgd", loss="mse")
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.5),
+        loss="mse",
+        metrics=["mae"],
+    )
+    x = np.random.RandomState(3).rand(4, 16, 16, 3).astype("float32")
+    model.train_on_batch(x, np.zeros((4, 5), "float32"))
     new = M.retrofit(model, reduction_ratio=4)
     assert new.compiled
-    x = np.random.RandomState(3).rand(4, 16, 16, 3).astype("float32")
-    new.train_on_batch(x, np.zeros((4, 5), "float32"))
+    # A fresh optimizer of the same config, the same loss and metrics.
+    assert new.optimizer is not model.optimizer
+    assert type(new.optimizer) is keras.optimizers.SGD
+    assert new.optimizer.get_config() == model.optimizer.get_config()
+    assert int(new.optimizer.iterations) == 0
+    assert int(model.optimizer.iterations) == 1
+    assert new.get_compile_config() == model.get_compile_config()
+    logs = new.train_on_batch(x, np.zeros((4, 5), "float32"), return_dict=True)
+    assert set(logs) == {"loss", "mae"}
+    assert int(new.optimizer.iterations) == 1
+    # Uncompiled stays uncompiled.
+    assert not M.retrofit(_toy(), reduction_ratio=4).compiled
+
+
+def test_compile_like_compiles_an_uncompiled_copy():
+    """The step that keeps the compile promise, on a model that
+    `clone_model` did not compile."""
+    from keras_aff.models._retrofit_apply import _compile_like
+
+    model = _toy()
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="mse")
+    copy = keras.Model(model.inputs, model.outputs)
+    assert not copy.compiled
+    _compile_like(model, copy)
+    assert copy.compiled
+    assert copy.optimizer is not model.optimizer
+    assert copy.optimizer.get_config() == model.optimizer.get_config()
+    assert copy.get_compile_config() == model.get_compile_config()
 
 
 def test_mixed_precision_policy_is_kept():
@@ -304,7 +345,7 @@ def test_subclassed_model_is_refused():
     model(np.zeros((1, 2), "float32"))
     with pytest.raises(ValueError, match="subclassed model of type 'Net'"):
         M.retrofit(model)
-    with pytest.raises(ValueError, match="Received: model="):
+    with pytest.raises(TypeError, match="Received: model=<Dense"):
         M.retrofit(keras.layers.Dense(2))
 
 
@@ -321,17 +362,112 @@ def test_inputs_of_different_shapes_are_refused():
     assert report.replaced == [] and len(report.skipped) == 1
 
 
+# Wrong types are TypeErrors, wrong values ValueErrors; each message names
+# the argument and the received value.
 @pytest.mark.parametrize(
-    "kwargs,match",
+    "kwargs,error,match",
     [
-        ({"fusion": "add"}, "Received: fusion='add'"),
-        ({"reduction_ratio": 0}, "Received: reduction_ratio=0"),
-        ({"min_channels": 2, "reduction_ratio": 4}, "min_channels=2"),
-        ({"select": ["nope"]}, r"\['nope'\] are not two-input additions"),
-        ({"select": 3}, "Received: select=3"),
-        ({"data_format": "nhwc"}, "Received: data_format='nhwc'"),
+        ({"fusion": "add"}, ValueError, "Received: fusion='add'"),
+        ({"fusion": 1}, TypeError, "Received: fusion=1"),
+        ({"reduction_ratio": 0}, ValueError, "Received: reduction_ratio=0"),
+        (
+            {"reduction_ratio": 4.0},
+            TypeError,
+            "Received: reduction_ratio=4.0",
+        ),
+        (
+            {"min_channels": 2, "reduction_ratio": 4},
+            ValueError,
+            "Received: min_channels=2",
+        ),
+        ({"min_channels": 8.0}, TypeError, "Received: min_channels=8.0"),
+        (
+            {"select": ["nope"]},
+            ValueError,
+            r"\['nope'\] are not two-input additions",
+        ),
+        ({"select": 3}, TypeError, "Received: select=3"),
+        ({"select": ["add0", 3]}, TypeError, r"Received: select\[1\]=3"),
+        ({"data_format": "nhwc"}, ValueError, "Received: data_format='nhwc'"),
+        ({"return_report": "yes"}, TypeError, "Received: return_report="),
+        # The fusion layer's own arguments are checked before any work,
+        # even when no addition is replaced.
+        (
+            {"select": [], "bn_momentum": 1.5},
+            ValueError,
+            "Received: bn_momentum=1.5",
+        ),
+        ({"select": [], "use_bias": "yes"}, TypeError, "use_bias='yes'"),
+        (
+            {"select": [], "kernel_initializer": "nope"},
+            ValueError,
+            "kernel_initializer='nope'",
+        ),
     ],
 )
-def test_argument_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
         M.retrofit(_toy(), **kwargs)
+
+
+def test_checking_the_fusion_arguments_draws_no_random_numbers():
+    """The check creates a fusion layer (its initializers draw seeds from
+    Python's `random`) and restores the state, so a seeded retrofit gets
+    the same gate weights as without it."""
+    import random
+
+    from keras_aff.models.retrofit import _fusion_kwargs
+
+    keras.utils.set_random_seed(5)
+    before = random.getstate()
+    kwargs = _fusion_kwargs(keras_aff.layers.AFF, reduction_ratio=4)
+    assert random.getstate() == before
+    assert kwargs == {"output_scale": 2.0, "reduction_ratio": 4}
+
+
+# ---------------------------------------------------------------------------
+# The decision for one addition (a pure function of the site's facts)
+# ---------------------------------------------------------------------------
+def _site(shapes, channels):
+    from keras_aff.models import AddSite
+
+    return AddSite("a", "m/a", "Add layer", shapes, channels)
+
+
+_S4 = (None, 8, 8, 16)
+
+
+@pytest.mark.parametrize(
+    "shapes,channels,requested,named,expected",
+    [
+        ((_S4, _S4), 16, True, False, ("replace", "")),
+        ((_S4, _S4), 16, False, False, ("skip", "not selected")),
+        ((_S4,) * 3, None, True, False, ("skip", "it adds 3 tensors")),
+        ((_S4,) * 3, None, True, True, ("refuse", "it adds 3 tensors")),
+        ((_S4, (None, 1, 1, 16)), None, True, False, ("refuse", "differ")),
+        (((None, 16), (None, 16)), None, True, False, ("skip", "rank 2")),
+        (((None, 16), (None, 16)), None, True, True, ("refuse", "rank 2")),
+        (((None, 8, 8, None),) * 2, None, True, False, ("refuse", "not known")),
+        (
+            ((None, 8, 8, 4),) * 2,
+            4,
+            True,
+            False,
+            ("skip", "4 channels < min_channels=8"),
+        ),
+        (
+            ((None, 8, 8, 4),) * 2,
+            4,
+            True,
+            True,
+            ("refuse", "4 channels < min_channels=8"),
+        ),
+    ],
+)
+def test_decide(shapes, channels, requested, named, expected):
+    from keras_aff.models._retrofit_plan import decide
+
+    decision = decide(_site(shapes, channels), requested, named, 8)
+    assert decision.action == expected[0]
+    assert expected[1] in decision.reason
+    assert (decision.reason == "") == (expected[0] == "replace")
