@@ -238,10 +238,11 @@ def AFFResNeXt38(
     in every stage); the last BN of each block starts with gamma = 0.
     Head: global average pool, Dense.
 
+    Arguments: those of `keras_aff.models.AFFResNet32` (default name
+    "aff_resnext38_32x4d", "resnext38_32x4d" for `fusion="add"`;
+    `reduction_ratio` default 16), and `zero_init_residual`.
+
     Args:
-        Those of `keras_aff.models.AFFResNet32` (default name
-        "aff_resnext38_32x4d", "resnext38_32x4d" for `fusion="add"`;
-        `reduction_ratio` default 16), and:
         zero_init_residual: bool, default True. Start the last BN gamma of
             each block at 0 (the official CIFAR ResNeXt always does).
 
@@ -291,9 +292,8 @@ def AFFResNeXt47(
     The network of `keras_aff.models.AFFResNeXt38` with 5 blocks per stage
     (`--blocks 5 --channel-times 4`).
 
-    Args:
-        Those of `keras_aff.models.AFFResNeXt38`, with the default name
-        "aff_resnext47_32x4d" ("resnext47_32x4d" for `fusion="add"`).
+    Arguments: those of `keras_aff.models.AFFResNeXt38`, with the default
+    name "aff_resnext47_32x4d" ("resnext47_32x4d" for `fusion="add"`).
 
     Returns:
         A `keras.Model`. Its stage outputs are the layers

@@ -179,9 +179,8 @@ def IAFFResNet50(
     stages, output scale 1, as the official code) in place of AFF in
     `fusion_stages` (default stages 3 and 4).
 
-    Args:
-        Those of `keras_aff.models.AFFResNet50`, with the defaults
-        `fusion="iaff"` and `name="iaff_resnet50"`.
+    Arguments: those of `keras_aff.models.AFFResNet50`, with the defaults
+    `fusion="iaff"` and `name="iaff_resnet50"`.
 
     Returns:
         A `keras.Model`. Its stage outputs are the layers

@@ -68,11 +68,9 @@ def AFFResNeXt50(
     4) and plain addition elsewhere. The last BN of every block starts with
     gamma = 0 (the official ResNeXt always does).
 
-    Args:
-        Those of `keras_aff.models.AFFResNet50`, with the default name
-        "aff_resnext50_32x4d" ("iaff_resnext50_32x4d" for `fusion="iaff"`;
-        "resnext50_32x4d", the plain ResNeXt-50 baseline, for
-        `fusion="add"`).
+    Arguments: those of `keras_aff.models.AFFResNet50`, with the default
+    name "aff_resnext50_32x4d" ("iaff_resnext50_32x4d" for `fusion="iaff"`;
+    "resnext50_32x4d", the plain ResNeXt-50 baseline, for `fusion="add"`).
 
     Returns:
         A `keras.Model`. Its stage outputs are the layers
@@ -125,9 +123,8 @@ def IAFFResNeXt50(
     stages, output scale 1, as the official code) in place of AFF in
     `fusion_stages` (default stages 3 and 4).
 
-    Args:
-        Those of `keras_aff.models.AFFResNet50`, with the defaults
-        `fusion="iaff"` and `name="iaff_resnext50_32x4d"`.
+    Arguments: those of `keras_aff.models.AFFResNet50`, with the defaults
+    `fusion="iaff"` and `name="iaff_resnext50_32x4d"`.
 
     Returns:
         A `keras.Model`. Its stage outputs are the layers
