@@ -253,7 +253,12 @@ class ContextBranchCore:
         self.data_format = data_format
         layers = self.kit.layers
         conv_cls = {3: layers.Conv1D, 4: layers.Conv2D, 5: layers.Conv3D}[rank]
-        conv = dict(kernel_size=1, use_bias=use_bias, dtype=self.dtype_policy)
+        conv = dict(
+            kernel_size=1,
+            use_bias=use_bias,
+            data_format="channels_last",  # whatever the global default
+            dtype=self.dtype_policy,
+        )
         bn = dict(
             axis=-1,
             momentum=bn_momentum,

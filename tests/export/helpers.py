@@ -79,7 +79,7 @@ class TextbookBlendAFF(AFF):
     """AFF computing x * w + y * (1 - w), the form that the TF 2.21 LiteRT
     converter miscompiles in NCHW graphs (not registered: tests only)."""
 
-    def _blend(self, x, y, w):
+    def blend(self, x, y, w):
         return x * w + y * (1.0 - w)
 
 

@@ -310,12 +310,19 @@ def check_closed_form(case, shape=SHAPE):
 # ---------------------------------------------------------------------------
 # C11 channels_first
 # ---------------------------------------------------------------------------
-def check_channels_first(case, shape=SHAPE, training=False):
+def check_channels_first(case, shape=SHAPE, training=False, default=False):
+    """channels_first equals transposed channels_last; with `default`, the
+    channels_first layer takes its format from
+    `keras.config.image_data_format()` (as every sublayer must not)."""
     last = case.cls(reduction_ratio=2, data_format="channels_last")
     case.build(last, shape)
     reference.randomize(last, seed=11)
     first_shape = (shape[0], shape[-1]) + tuple(shape[1:-1])
-    first = case.cls(reduction_ratio=2, data_format="channels_first")
+    if default:
+        keras.config.set_image_data_format("channels_first")
+        first = case.cls(reduction_ratio=2)
+    else:
+        first = case.cls(reduction_ratio=2, data_format="channels_first")
     case.build(first, first_shape)
     # Same variables, same shapes, whatever the format.
     assert [tuple(v.shape) for v in first.weights] == [

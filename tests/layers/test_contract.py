@@ -156,6 +156,11 @@ def test_c11_channels_first(case, shape):
     harness.check_channels_first(case, shape)
 
 
+@pytest.mark.parametrize("shape", [SHAPE, (2, 9, 8)])
+def test_c11_channels_first_as_the_global_default(case, shape):
+    harness.check_channels_first(case, shape, default=True)
+
+
 def test_c11_channels_first_training(case):
     harness.check_channels_first(case, training=True)
 
