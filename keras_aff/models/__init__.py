@@ -12,6 +12,9 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 - `retrofit`: AFF / iAFF in place of the residual additions of any
   functional Keras model (e.g. keras.applications), starting as the
   identical function.
+- The official input pipeline: `preprocess_input` (normalisation) and
+  `evaluation_crop` (the ImageNet evaluation crop), for the official
+  weights (`weights=` takes the official MXNet `.params` files).
 """
 
 from keras_aff.models.cifar import AFFResNet32
@@ -19,6 +22,8 @@ from keras_aff.models.cifar import AFFResNeXt38
 from keras_aff.models.cifar import AFFResNeXt47
 from keras_aff.models.features import feature_model
 from keras_aff.models.features import pyramid_outputs
+from keras_aff.models.preprocessing import evaluation_crop
+from keras_aff.models.preprocessing import preprocess_input
 from keras_aff.models.registry import ModelInfo
 from keras_aff.models.registry import get_model
 from keras_aff.models.registry import list_models
@@ -42,10 +47,12 @@ __all__ = [
     "IAFFResNeXt50",
     "ModelInfo",
     "RetrofitReport",
+    "evaluation_crop",
     "feature_model",
     "get_model",
     "list_models",
     "model_info",
+    "preprocess_input",
     "pyramid_outputs",
     "retrofit",
 ]
