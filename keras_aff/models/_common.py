@@ -63,7 +63,8 @@ def validate_pooling(pooling):
 
 
 def validate_weights(weights):
-    """`None` or the path of an existing weights file."""
+    """`None` or the path of an existing weights file (`.weights.h5`, or
+    an official MXNet `.params` file)."""
     if weights is None:
         return None
     if isinstance(weights, (str, os.PathLike)):
@@ -73,9 +74,10 @@ def validate_weights(weights):
         hint = ""
         if path in ("imagenet", "cifar100", "cifar10"):
             hint = (
-                " No pretrained weights are downloaded by keras_aff: train "
-                "the model, or convert the official checkpoints, and pass "
-                "the path of the resulting `.weights.h5` file."
+                " No pretrained weights are downloaded by keras_aff: pass "
+                "the path of the official MXNet `.params` file (from the "
+                "official repository, YimianDai/open-aff) or of a "
+                "`.weights.h5` file."
             )
         raise ValueError(
             "Expected `weights` to be None (random initialization) or the "
@@ -406,8 +408,21 @@ def deep_stem(x, width, init):
 def finish(inputs, outputs, name, weights):
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights(model, weights)
     return model
+
+
+def load_weights(model, path):
+    """A Keras weights file, or an official MXNet `.params` file
+    (recognised by its content, whatever its extension)."""
+    from keras_aff.interop import mxnet_format
+
+    if mxnet_format.is_mxnet_params(path):
+        from keras_aff.interop import load_mxnet_params
+
+        load_mxnet_params(model, path)
+    else:
+        model.load_weights(path)
 
 
 def default_name(fusion, base, plain):

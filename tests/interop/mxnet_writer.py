@@ -78,13 +78,13 @@ def params_bytes(arrays, layout="v2", names=None, header=LIST_MAGIC):
         a if isinstance(a, ArraySpec) else ArraySpec(a, layout=layout)
         for a in arrays
     ]
-    out = struct.pack("<QQQ", header, 0, len(specs))
-    out += b"".join(array_bytes(s) for s in specs)
-    out += struct.pack("<Q", len(names))
+    parts = [struct.pack("<QQQ", header, 0, len(specs))]
+    parts += [array_bytes(s) for s in specs]
+    parts.append(struct.pack("<Q", len(names)))
     for name in names:
         raw = name if isinstance(name, bytes) else name.encode("utf-8")
-        out += struct.pack("<Q", len(raw)) + raw
-    return out
+        parts += [struct.pack("<Q", len(raw)), raw]
+    return b"".join(parts)
 
 
 def write_params(path, arrays, **kwargs):

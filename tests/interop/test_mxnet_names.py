@@ -11,6 +11,7 @@ from keras_aff import interop
 from keras_aff import models
 from keras_aff.interop import mxnet
 from tests.interop import fixtures
+from tests.interop import mxnet_writer
 
 # Manifest entry -> registry name.
 NETWORKS = {
@@ -214,3 +215,29 @@ def test_argument_errors(tmp_path):
         interop.load_mxnet_params(_model("aff_resnet32"), 3)
     with pytest.raises(ValueError, match="Received: params='.*missing'"):
         interop.load_mxnet_params(_model("aff_resnet32"), tmp_path / "missing")
+
+
+def test_builders_take_a_params_file_by_its_content(tmp_path):
+    arrays = _resnet32_arrays()
+    # An official file under a misleading extension: the content decides.
+    path = mxnet_writer.write_params(tmp_path / "weights.h5", arrays)
+    model = models.AFFResNet32(input_shape=(8, 8, 3), weights=path)
+    values = {r["variable"]: r["name"] for r in _plan_rows(arrays)}
+    assert len(values) == len(model.weights)
+    for variable in model.weights:
+        want = _to_keras(arrays[values[variable.path]])
+        np.testing.assert_array_equal(variable.numpy(), want)
+    headless = models.AFFResNet32(
+        input_shape=(8, 8, 3), include_top=False, weights=path
+    )
+    np.testing.assert_array_equal(
+        headless.get_layer("post_bn").gamma.numpy(), arrays["features.5.gamma"]
+    )
+    with pytest.raises(ValueError, match="build the model with classes=100"):
+        models.AFFResNet32(input_shape=(8, 8, 3), classes=20, weights=path)
+
+
+def _plan_rows(arrays):
+    # What the loader reports for a fresh model of the same architecture.
+    fresh = models.AFFResNet32(input_shape=(8, 8, 3))
+    return interop.load_mxnet_params(fresh, arrays).loaded
