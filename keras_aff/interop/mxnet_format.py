@@ -196,7 +196,13 @@ def _read_array(reader, index):
 def _read_shape(reader, index, ndim_format, dim_format):
     at = reader.offset
     ndim = reader.value(ndim_format, f"the ndim of array {index}")
-    if ndim < 0 or ndim * 8 > reader.left:
+    if ndim < 0:
+        reader.fail(
+            f"array {index} declares ndim {ndim} (an unknown shape: an "
+            "uninitialised NDArray)",
+            offset=at,
+        )
+    if ndim * 8 > reader.left:
         reader.fail(
             f"array {index} declares ndim {ndim}, which the "
             f"{reader.left} bytes left cannot hold",
