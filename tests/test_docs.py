@@ -84,7 +84,7 @@ def test_api_directive_names_a_public_object(page, name):
     assert getattr(module, attr).__doc__, f"{page}: {name} has no docstring"
 
 
-@pytest.mark.parametrize("command", ["demo", "export", "info"])
+@pytest.mark.parametrize("command", ["convert", "demo", "export", "info"])
 def test_cli_page_lists_every_flag(command):
     page = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert f"## `keras-aff {command}`" in page

@@ -1,7 +1,9 @@
-"""The `keras-aff` command: `demo`, `export` and `info`.
+"""The `keras-aff` command: `convert`, `demo`, `export` and `info`.
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
+    keras-aff convert IN.params --model NAME --out OUT.keras|OUT.weights.h5
+        [--classes N]
     keras-aff demo [--out DIR] [--epochs N] [--seed S] [--no-png]
     keras-aff export MODEL.keras --format saved_model|litert|onnx
         [--quantize float16|dynamic|int8] [--calibration DIR_OR_NPY]
@@ -10,11 +12,12 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 Errors print `keras-aff: error: ...` to stderr. Exit status: 0 success, 1 a
 failed export or verification, 2 a usage error (bad arguments, a missing
-file, a file that is not a Keras model, calibration data that does not fit).
+file, a file that is not a Keras model, calibration data that does not fit,
+a `.params` file that does not fit the model).
 
 Layout: `parser` (the parser, the exit statuses, `main`), one module per
-command (`demo`, `export`, `info`), `_common` (what they share). The demo
-pipeline itself is `keras_aff.demo`.
+command (`convert`, `demo`, `export`, `info`), `_common` (what they share).
+The demo pipeline itself is `keras_aff.demo`.
 
 Example:
 

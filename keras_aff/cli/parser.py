@@ -10,6 +10,7 @@ error while running), 2 a usage error (`UsageError`, or argparse's own),
 import argparse
 import sys
 
+from keras_aff.cli import convert
 from keras_aff.cli import demo
 from keras_aff.cli import export
 from keras_aff.cli import info
@@ -20,7 +21,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # One module per command; each adds its subparser and its handler.
-COMMANDS = (demo, export, info)
+COMMANDS = (convert, demo, export, info)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +44,8 @@ def build_parser():
         prog="keras-aff",
         description=(
             "Attentional feature fusion (AFF / iAFF / MS-CAM) for Keras 3: "
-            "a demo, verified exports and model info."
+            "a demo, verified exports, model info and the conversion of the "
+            "official MXNet weights."
         ),
     )
     subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)

@@ -13,6 +13,9 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 - `retrofit`: AFF / iAFF in place of the residual additions of any
   functional Keras model (e.g. keras.applications), starting as the
   identical function (`AddSite`, `RetrofitReport`).
+- The official input pipeline: `preprocess_input` (normalisation) and
+  `evaluation_crop` (the ImageNet evaluation crop), for the official
+  weights (`weights=` takes the official MXNet `.params` files).
 
 Where things live: `resnet.py` holds the ImageNet family builder
 (`resnet_d`, also used by `resnext.py`) and `cifar.py` the CIFAR ones,
@@ -29,6 +32,8 @@ from keras_aff.models.cifar import AFFResNeXt38
 from keras_aff.models.cifar import AFFResNeXt47
 from keras_aff.models.features import feature_model
 from keras_aff.models.features import pyramid_outputs
+from keras_aff.models.preprocessing import evaluation_crop
+from keras_aff.models.preprocessing import preprocess_input
 from keras_aff.models.registry import ModelInfo
 from keras_aff.models.registry import get_model
 from keras_aff.models.registry import list_models
@@ -52,10 +57,12 @@ __all__ = [
     "IAFFResNeXt50",
     "ModelInfo",
     "RetrofitReport",
+    "evaluation_crop",
     "feature_model",
     "get_model",
     "list_models",
     "model_info",
+    "preprocess_input",
     "pyramid_outputs",
     "retrofit",
 ]

@@ -88,9 +88,10 @@ def check_weights(weights):
         raise ValueError(
             "Expected `weights` to be None (random initialization) or the "
             "path of an existing weights file. No pretrained weights are "
-            "downloaded by keras_aff: train the model, or convert the "
-            "official checkpoints, and pass the path of the resulting "
-            "`.weights.h5` file. " + received("weights", weights)
+            "downloaded by keras_aff: pass the path of the official MXNet "
+            "`.params` file (from the official repository, "
+            "YimianDai/open-aff) or of a `.weights.h5` file. "
+            + received("weights", weights)
         )
     return check_existing_file("weights", weights)
 
@@ -173,5 +174,26 @@ def finish(opts, x):
     outputs = _blocks.head(x, opts)
     model = keras.Model(opts.inputs, outputs, name=opts.name)
     if opts.weights is not None:
-        model.load_weights(opts.weights)
+        load_weights(model, opts.weights)
     return model
+
+
+def load_weights(model, path):
+    """A Keras weights file, or an official MXNet `.params` file
+    (recognised by its content, whatever its extension).
+
+    Example:
+
+    >>> from keras_aff.models import _setup
+    >>> model = keras_aff.models.AFFResNet32(classes=10)
+    >>> model.save_weights("m.weights.h5")
+    >>> _setup.load_weights(model, "m.weights.h5")
+    """
+    from keras_aff.interop import mxnet_format
+
+    if mxnet_format.is_mxnet_params(path):
+        from keras_aff.interop import load_mxnet_params
+
+        load_mxnet_params(model, path)
+    else:
+        model.load_weights(path)

@@ -157,9 +157,12 @@ def AFFResNet32(
     Args:
         include_top: bool, default True. Whether to include the classifier
             (global average pool + `classes`-way Dense).
-        weights: None (random initialization, the default) or the path to
-            a weights file (`.weights.h5`) saved from this architecture.
-            No pretrained weights are downloaded.
+        weights: None (random initialization, the default), the path to
+            a weights file (`.weights.h5`) saved from this architecture,
+            or the path to the official MXNet `.params` file of this
+            network (recognised by its content; `classes` must match its
+            classifier; see `keras_aff.interop.load_mxnet_params`). No
+            pretrained weights are downloaded.
         input_tensor: optional symbolic tensor (output of `keras.Input`) to
             use as the image input.
         input_shape: optional shape tuple, default (32, 32, 3) ((3, 32, 32)

@@ -103,9 +103,12 @@ def AFFResNet50(
     Args:
         include_top: bool, default True. Whether to include the global
             average pool and the `classes`-way Dense classifier.
-        weights: None (random initialization, the default) or the path to
-            a weights file (`.weights.h5`) saved from this architecture.
-            No pretrained weights are downloaded.
+        weights: None (random initialization, the default), the path to
+            a weights file (`.weights.h5`) saved from this architecture,
+            or the path to the official MXNet `.params` file of this
+            network (recognised by its content; `classes` must match its
+            classifier; see `keras_aff.interop.load_mxnet_params`). No
+            pretrained weights are downloaded.
         input_tensor: optional symbolic tensor (output of `keras.Input`) to
             use as the image input.
         input_shape: optional shape tuple, default (224, 224, 3) ((3, 224,
