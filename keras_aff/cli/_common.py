@@ -99,26 +99,3 @@ def format_bytes(n):
     if n >= 1 << 10:
         return f"{n / (1 << 10):.1f} KiB"
     return f"{n} B"
-
-
-def markdown_table(headers, rows):
-    """A GitHub-markdown table with aligned columns.
-
-    Example:
-
-    >>> table = keras_aff.cli._common.markdown_table(
-    ...     ["format", "size"], [["ONNX", "65.7 KiB"]]
-    ... )
-    >>> print(table)
-    | format | size     |
-    |--------|----------|
-    | ONNX   | 65.7 KiB |
-    """
-    cells = [headers] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(row):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])

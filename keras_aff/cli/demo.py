@@ -8,9 +8,9 @@ import os
 import time
 
 from keras_aff import demo
+from keras_aff._tables import markdown_table
 from keras_aff.cli._common import echo
 from keras_aff.cli._common import format_bytes
-from keras_aff.cli._common import markdown_table
 from keras_aff.cli._common import positive_int
 from keras_aff.demo import artifacts
 from keras_aff.demo.summary import REPORT_FILE

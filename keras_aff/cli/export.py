@@ -9,11 +9,11 @@ import os
 
 import numpy as np
 
+from keras_aff._tables import markdown_table
 from keras_aff.cli._common import UsageError
 from keras_aff.cli._common import echo
 from keras_aff.cli._common import format_bytes
 from keras_aff.cli._common import load_model
-from keras_aff.cli._common import markdown_table
 from keras_aff.cli._common import positive_int
 
 FORMATS = ("saved_model", "litert", "onnx")

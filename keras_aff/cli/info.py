@@ -9,9 +9,9 @@ import json
 import numpy as np
 
 from keras_aff import _validation
+from keras_aff._tables import markdown_table
 from keras_aff.cli._common import echo
 from keras_aff.cli._common import load_model
-from keras_aff.cli._common import markdown_table
 
 # The fusion-layer settings `describe_model` reports, when a layer has them.
 FUSION_SETTINGS = (

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_aff import _validation
+from keras_aff._tables import markdown_table
 from keras_aff.interop import mxnet_names
 from keras_aff.interop import torch as torch_port
 from keras_aff.interop.mxnet_format import read_mxnet_params
@@ -85,7 +86,6 @@ class MXNetLoadReport:
         return dict(collections.Counter(row["dtype"] for row in self.loaded))
 
     def __str__(self):
-        from keras_aff.cli._common import markdown_table
 
         counts = ", ".join(f"{k} x{v}" for k, v in self.dtypes.items())
         source = self.source if self.source is not None else "a dict"
