@@ -378,12 +378,9 @@ def _check_shape_list(layer_name, input_shape, what, count=None):
 
 
 def _agree(a, b):
-    return (
-        a is not None
-        and b is not None
-        and len(a) == len(b)
-        and all(p is None or q is None or p == q for p, q in zip(a, b))
-    )
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return all(p is None or q is None or p == q for p, q in zip(a, b))
 
 
 def _merge(a, b):
@@ -448,18 +445,26 @@ def check_same_shapes(layer_name, input_shape):
     return merged
 
 
-def _input_shapes(layer_name, inputs, what, count=None):
-    if not isinstance(inputs, (list, tuple)):
-        inputs = [inputs]
-    shapes = [shape_tuple(t.shape) for t in inputs]
-    _check_shape_list(layer_name, shapes, what, count)
-    return shapes
+def check_input_shapes(layer_name, inputs, check):
+    """At call time, `check` (`check_pair_shapes`, `check_pair_ranks` or
+    `check_same_shapes`) on the shapes of the tensors `inputs` (a built
+    layer called again on other shapes would broadcast silently); returns
+    `inputs`.
+
+    Example:
+
+    >>> x = np.zeros((2, 4, 8), "float32")
+    >>> len(check_input_shapes("multi", [x, x, x], check_same_shapes))
+    3
+    """
+    tensors = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    check(layer_name, [shape_tuple(t.shape) for t in tensors])
+    return inputs
 
 
 def check_pair_inputs(layer_name, inputs, same_shape=True):
-    """`[x, y]` at call time: a list of two tensors of matching shapes (a
-    built layer called again on other shapes would broadcast silently), or
-    of the same rank only with `same_shape=False`.
+    """`[x, y]` at call time: two tensors of matching shapes, or of the
+    same rank only with `same_shape=False`.
 
     Example:
 
@@ -467,25 +472,5 @@ def check_pair_inputs(layer_name, inputs, same_shape=True):
     >>> len(check_pair_inputs("aff", [x, x]))
     2
     """
-    shapes = _input_shapes(layer_name, inputs, "[x, y]", count=2)
-    if same_shape:
-        check_pair_shapes(layer_name, shapes)
-    else:
-        check_pair_ranks(layer_name, shapes)
-    return inputs
-
-
-def check_same_inputs(layer_name, inputs):
-    """`[x1, x2, ...]` at call time: a list of at least two tensors of one
-    shape.
-
-    Example:
-
-    >>> x = np.zeros((2, 4, 8), "float32")
-    >>> len(check_same_inputs("multi", [x, x, x]))
-    3
-    """
-    check_same_shapes(
-        layer_name, _input_shapes(layer_name, inputs, "[x1, x2, ...]")
-    )
-    return inputs
+    check = check_pair_shapes if same_shape else check_pair_ranks
+    return check_input_shapes(layer_name, inputs, check)

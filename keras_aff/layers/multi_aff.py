@@ -160,7 +160,11 @@ class MultiAFF(keras.layers.Layer):
         return self._weights(xs, training)
 
     def _checked(self, inputs):
-        xs = list(_validation.check_same_inputs(self.name, inputs))
+        xs = list(
+            _validation.check_input_shapes(
+                self.name, inputs, _validation.check_same_shapes
+            )
+        )
         if self.built and len(xs) != self.num_inputs:
             raise ValueError(
                 f"Layer '{self.name}' was built for {self.num_inputs} "
