@@ -3,9 +3,9 @@
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 AFF needs two maps of one shape; in an FPN top-down path or a U-Net
-decoder they differ (the paper's AFF-FPN, open-aff issue 10: "X is
-point-wise convolved to Y's channels and Y is bilinearly resized to X's
-size"). This module owns that alignment, with `x` the reference:
+decoder they differ, and the paper's AFF-FPN aligns them with a point-wise
+convolution and a bilinear resize (the author's answer in open-aff issue
+10). This module owns that alignment, with `x` the reference:
 
 - `Projection`: a 1x1 conv (no bias) + BatchNormalization from `y`'s
   channels to `x`'s, created only when they differ;
