@@ -18,7 +18,7 @@ AFF-UNet of the first seed to LiteRT int8 and ONNX with `keras_aff.export`
 (verified against the Keras model), scores the int8 file too, and writes a
 PNG of inputs, masks and predictions and a JSON of the figures.
 
-A run with the defaults (3 seeds) takes about ten minutes on two CPU cores;
+A run with the defaults (3 seeds) takes about seven minutes on two CPU cores;
 `--smoke` runs a few steps of everything (a CI smoke test, under a minute).
 
 Example:
