@@ -84,7 +84,9 @@ def test_segmentation_data_and_score():
     assert module.mean_iou(y, y) == 1.0
     truth = np.array([[0, 0, 1, 1]])
     # class 0: 1 / 2, class 1: 2 / 3 -> mean 7 / 12.
-    assert module.mean_iou(truth, np.array([[0, 1, 1, 1]])) == 7 / 12
+    assert module.mean_iou(truth, np.array([[0, 1, 1, 1]])) == pytest.approx(
+        7 / 12
+    )
 
 
 def test_sequence_mnist1d_smoke(capsys):
