@@ -35,7 +35,7 @@ def aff_as_multi(aff, multi, channels):
         v.assign(value)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True)
+@settings(max_examples=12, deadline=None, derandomize=True)
 @given(
     rank=st.sampled_from((3, 4, 5)),
     channels=st.integers(1, 12),
