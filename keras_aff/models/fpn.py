@@ -119,7 +119,8 @@ def AFFFPN(
     is that of `AFF(align_inputs=True)` / `keras_aff.layers.Align`, to the
     lateral's exact size, so stage sizes need not be exact halves (odd
     input sizes work). `extra_level=True` adds `P_{top+1}`, a 3x3 conv
-    with stride 2 on the top output (as RetinaNet's P6).
+    with stride 2 on the top output (a P6 from P5, as FCOS; RetinaNet
+    takes it from C5).
 
     Args:
         backbone: a functional `keras.Model`. Its pyramid is its dict
