@@ -358,6 +358,35 @@ def check_single_shape(layer_name, input_shape):
     return shape_tuple(input_shape)
 
 
+def _check_shape_list(layer_name, input_shape, what, count=None):
+    """A list of shapes: exactly `count` of them, or at least two when
+    `count` is None; `what` names them in the message ("[x, y]")."""
+    wanted = "exactly two" if count == 2 else "at least two"
+    if is_shape(input_shape):
+        raise ValueError(
+            f"Layer '{layer_name}' must be called on a list of {wanted} "
+            f"tensors {what}. Received: a single input with shape "
+            f"{shape_tuple(input_shape)}"
+        )
+    n = len(input_shape) if isinstance(input_shape, (list, tuple)) else 1
+    if n == 1 or (count is not None and n != count):
+        raise ValueError(
+            f"Layer '{layer_name}' must be called on a list of {wanted} "
+            f"tensors {what}. Received: {n} input(s)"
+        )
+    return [shape_tuple(s) for s in input_shape]
+
+
+def _agree(a, b):
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return all(p is None or q is None or p == q for p, q in zip(a, b))
+
+
+def _merge(a, b):
+    return tuple(p if p is not None else q for p, q in zip(a, b))
+
+
 def check_pair_shapes(layer_name, input_shape):
     """A list of exactly two shapes that agree wherever both are known;
     returns the merged shape.
@@ -367,33 +396,75 @@ def check_pair_shapes(layer_name, input_shape):
     >>> check_pair_shapes("aff", [(None, 4, 4, 8), (2, 4, None, 8)])
     (2, 4, 4, 8)
     """
-    if is_shape(input_shape):
-        raise ValueError(
-            f"Layer '{layer_name}' must be called on a list of exactly two "
-            "tensors [x, y] of the same shape. Received: a single input "
-            f"with shape {shape_tuple(input_shape)}"
-        )
-    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-        n = len(input_shape) if isinstance(input_shape, (list, tuple)) else 1
-        raise ValueError(
-            f"Layer '{layer_name}' must be called on a list of exactly two "
-            f"tensors [x, y]. Received: {n} inputs"
-        )
-    sx, sy = (shape_tuple(s) for s in input_shape)
-    same = sx is not None and sy is not None and len(sx) == len(sy)
-    if same:
-        same = all(a is None or b is None or a == b for a, b in zip(sx, sy))
-    if not same:
+    sx, sy = _check_shape_list(layer_name, input_shape, "[x, y]", count=2)
+    if not _agree(sx, sy):
         raise ValueError(
             f"Layer '{layer_name}' needs two inputs of the same shape. "
             f"Received: x.shape={sx} and y.shape={sy}"
         )
-    return tuple(a if a is not None else b for a, b in zip(sx, sy))
+    return _merge(sx, sy)
 
 
-def check_pair_inputs(layer_name, inputs):
-    """`[x, y]` at call time: a list of two tensors of matching shapes (a
-    built layer called again on other shapes would broadcast silently).
+def check_pair_ranks(layer_name, input_shape):
+    """A list of exactly two shapes of the same rank, whose sizes may
+    differ (a layer that aligns `y` to `x`); returns `(x_shape, y_shape)`.
+
+    Example:
+
+    >>> check_pair_ranks("aff", [(None, 8, 8, 16), (None, 4, 4, 32)])
+    ((None, 8, 8, 16), (None, 4, 4, 32))
+    """
+    sx, sy = _check_shape_list(layer_name, input_shape, "[x, y]", count=2)
+    if sx is None or sy is None or len(sx) != len(sy):
+        raise ValueError(
+            f"Layer '{layer_name}' needs two inputs of the same rank (their "
+            "channels and sizes may differ). "
+            f"Received: x.shape={sx} and y.shape={sy}"
+        )
+    return sx, sy
+
+
+def check_same_shapes(layer_name, input_shape):
+    """A list of at least two shapes that agree wherever known; returns
+    the merged shape.
+
+    Example:
+
+    >>> check_same_shapes("multi", [(None, 4, 8), (2, None, 8), (2, 4, 8)])
+    (2, 4, 8)
+    """
+    shapes = _check_shape_list(layer_name, input_shape, "[x1, x2, ...]")
+    merged = shapes[0]
+    for i, shape in enumerate(shapes[1:], start=1):
+        if not _agree(merged, shape):
+            raise ValueError(
+                f"Layer '{layer_name}' needs inputs of one shape. Received: "
+                f"inputs[0].shape={shapes[0]} and inputs[{i}].shape={shape}"
+            )
+        merged = _merge(merged, shape)
+    return merged
+
+
+def check_input_shapes(layer_name, inputs, check):
+    """At call time, `check` (`check_pair_shapes`, `check_pair_ranks` or
+    `check_same_shapes`) on the shapes of the tensors `inputs` (a built
+    layer called again on other shapes would broadcast silently); returns
+    `inputs`.
+
+    Example:
+
+    >>> x = np.zeros((2, 4, 8), "float32")
+    >>> len(check_input_shapes("multi", [x, x, x], check_same_shapes))
+    3
+    """
+    tensors = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    check(layer_name, [shape_tuple(t.shape) for t in tensors])
+    return inputs
+
+
+def check_pair_inputs(layer_name, inputs, same_shape=True):
+    """`[x, y]` at call time: two tensors of matching shapes, or of the
+    same rank only with `same_shape=False`.
 
     Example:
 
@@ -401,11 +472,5 @@ def check_pair_inputs(layer_name, inputs):
     >>> len(check_pair_inputs("aff", [x, x]))
     2
     """
-    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-        n = len(inputs) if isinstance(inputs, (list, tuple)) else 1
-        raise ValueError(
-            f"Layer '{layer_name}' must be called on a list of exactly two "
-            f"tensors [x, y]. Received: {n} input(s)"
-        )
-    check_pair_shapes(layer_name, [shape_tuple(t.shape) for t in inputs])
-    return inputs
+    check = check_pair_shapes if same_shape else check_pair_ranks
+    return check_input_shapes(layer_name, inputs, check)

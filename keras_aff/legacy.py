@@ -267,6 +267,11 @@ class AFF(_LegacyLayer, AFFCore, tf_keras.layers.Layer):
         data_format: "channels_last", "channels_first" or None (default:
             `tf_keras.backend.image_data_format()`).
         branches: two branch names, default ("local", "global").
+        align_inputs: bool, default False. Must stay False: the twin does
+            not align inputs of different shapes (`True` raises a
+            ValueError; use the Keras 3 layer, or align in the model).
+        resize_interpolation: "bilinear" (default) or "nearest"; kept in
+            the config, as the Keras 3 layer's.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -319,6 +324,9 @@ class IAFF(_LegacyLayer, IAFFCore, tf_keras.layers.Layer):
             `tf_keras.backend.image_data_format()`).
         branches: two branch names for both gates, default
             ("local", "global").
+        align_inputs: bool, default False. Must stay False (see `AFF`).
+        resize_interpolation: "bilinear" (default) or "nearest"; kept in
+            the config.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:

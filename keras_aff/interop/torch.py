@@ -76,6 +76,13 @@ def _check_layer(layer, fn_name):
             "layer (Keras 3). "
             f"Received: layer={layer!r} (of type {type(layer).__name__})"
         )
+    if getattr(layer, "projection", None) is not None:
+        raise ValueError(
+            f"`{fn_name}` maps the official modules, which have no input "
+            "projection; this layer's `projection` (1x1 conv + BN of `y`) "
+            "has no place in their state dict. Received: a layer with "
+            "align_inputs=True and inputs of different channels"
+        )
     if tuple(layer.branches) != DEFAULT_BRANCHES:
         raise ValueError(
             f"`{fn_name}` supports only the official layout "

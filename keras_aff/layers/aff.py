@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import keras
 
 from keras_aff import _validation
+from keras_aff.layers import align
 from keras_aff.layers import gate
 from keras_aff.layers.kit import KERAS3
 
@@ -28,6 +29,8 @@ class AFFCore:
         kernel_regularizer=None,
         data_format=None,
         branches=gate.DEFAULT_BRANCHES,
+        align_inputs=False,
+        resize_interpolation="bilinear",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -48,9 +51,10 @@ class AFFCore:
         self.output_scale = _validation.check_number(
             "output_scale", output_scale, low=0.0, low_open=True
         )
+        align.align_arguments(self, align_inputs, resize_interpolation)
 
     def build(self, input_shape):
-        shape = _validation.check_pair_shapes(self.name, input_shape)
+        shape = align.build_pair(self, input_shape)
         self.attention = gate.build_gate(
             self, "attention", shape, self.gate_cls
         )
@@ -69,14 +73,15 @@ class AFFCore:
         >>> np.allclose(layer([x, y]), y + w * (x - y), atol=1e-6)
         True
         """
-        x, y = _validation.check_pair_inputs(self.name, inputs)
-        gate.ensure_built(self, [x, y])
+        x, y = align.aligned_pair(self, inputs, training)
+        return self._gate_weights(x, y, training)
+
+    def _gate_weights(self, x, y, training):
         return self.attention(x + y, training=training)
 
     def call(self, inputs, training=None):
-        x, y = _validation.check_pair_inputs(self.name, inputs)
-        w = self.fusion_weights([x, y], training=training)
-        return self.blend(x, y, w)
+        x, y = align.aligned_pair(self, inputs, training)
+        return self.blend(x, y, self._gate_weights(x, y, training))
 
     def blend(self, x, y, w):
         # y + w * (x - y) == x * w + y * (1 - w), with one multiply fewer and
@@ -87,12 +92,16 @@ class AFFCore:
         return out
 
     def compute_output_shape(self, input_shape):
+        if self.align_inputs:
+            return align.aligned_shape(self.name, input_shape)
         return _validation.check_pair_shapes(self.name, input_shape)
 
     def get_config(self):
         config = super().get_config()
         config.update(gate.gate_config(self))
         config["output_scale"] = self.output_scale
+        config["align_inputs"] = self.align_inputs
+        config["resize_interpolation"] = self.resize_interpolation
         return config
 
 
@@ -138,12 +147,22 @@ class AFF(AFFCore, keras.layers.Layer):
         branches: tuple of two branch names, default ("local", "global").
             ("global", "global") and ("local", "local") reproduce the
             paper's Table 3 ablation.
+        align_inputs: bool, default False. If True, `x` and `y` may differ
+            in channels and spatial size (same rank): `y` is projected to
+            `x`'s channels by a 1x1 conv + BatchNormalization (the sublayer
+            `projection`, created only when the channels differ) and
+            resized to `x`'s size (see `keras_aff.layers.Align`). With
+            equal shapes nothing is added and the output is that of
+            `align_inputs=False`.
+        resize_interpolation: "bilinear" (default) or "nearest", the resize
+            of `y` when `align_inputs=True`.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3
             (batch, steps, C), 4 (batch, H, W, C) or 5 (batch, D, H, W, C)
-            (channels first when `data_format="channels_first"`).
+            (channels first when `data_format="channels_first"`); with
+            `align_inputs=True`, of the same rank only.
         training: bool, passed to the BatchNormalization sublayers.
 
     Returns:
@@ -161,6 +180,15 @@ class AFF(AFFCore, keras.layers.Layer):
     >>> y = keras.random.normal((2, 8, 8, 16))
     >>> tuple(keras_aff.layers.AFF(reduction_ratio=4)([x, y]).shape)
     (2, 8, 8, 16)
+
+    A skip connection and a coarser map with more channels (an FPN or
+    U-Net merge):
+
+    >>> skip = keras.random.normal((2, 16, 16, 32))
+    >>> coarse = keras.random.normal((2, 8, 8, 64))
+    >>> aff = keras_aff.layers.AFF(align_inputs=True)
+    >>> tuple(aff([skip, coarse]).shape)
+    (2, 16, 16, 32)
 
     Reference:
         Dai et al., Attentional Feature Fusion, WACV 2021,

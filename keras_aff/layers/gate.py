@@ -9,6 +9,11 @@ with `c = C // reduction_ratio`. `MSCAM`, `AFF` and `IAFF` own one or two
 gates as the sublayers `attention` / `attention1`, `attention2`; anyone who
 needs the gate's output calls the layer's `fusion_weights()`.
 
+For `MultiAFF` (N inputs) the same gate is built with `num_inputs=N`: the
+last conv of each branch produces `N * C` channels and the gate returns
+the logits `L(z) + G(z)` (input-major: channel `i * C + k` belongs to input
+`i`); the layer turns them into weights with a softmax over the inputs.
+
 This module also owns the gate's constructor arguments: `gate_arguments`
 checks them, the layers store them under their own names and
 `gate_config` serializes them, so the three layers (and their tf_keras
@@ -164,9 +169,10 @@ def gate_dtype(layer):
     return layer.dtype_policy
 
 
-def build_gate(layer, name, shape, gate_cls):
+def build_gate(layer, name, shape, gate_cls, num_inputs=None):
     """Creates and builds one gate of `layer` for a feature map of `shape`
-    (checked by `_validation.check_feature_shape`).
+    (checked by `_validation.check_feature_shape`); with `num_inputs=N`,
+    the gate of an N-way fusion (N * C logits, see the module docstring).
 
     Example:
 
@@ -175,12 +181,17 @@ def build_gate(layer, name, shape, gate_cls):
     >>> g = gate.build_gate(layer, "g", (None, 8, 8, 16), gate.MSCAMGate)
     >>> g.branch1.conv1.filters, g.branch2.kind
     (4, 'global')
+    >>> g3 = gate.build_gate(layer, "g3", (None, 8, 8, 16), gate.MSCAMGate, 3)
+    >>> g3.branch1.conv1.filters, g3.branch1.conv2.filters
+    (4, 48)
     """
     rank, channels = _validation.check_feature_shape(
         layer.name, shape, layer.data_format, layer.reduction_ratio
     )
     config = gate_config(layer)
     del config["reduction_ratio"]  # the gate takes `inter_channels`
+    if num_inputs is not None:
+        config["num_inputs"] = num_inputs
     gate = gate_cls(
         channels=channels,
         inter_channels=channels // layer.reduction_ratio,
@@ -293,7 +304,7 @@ class ContextBranchCore:
             self.to_first = (0, rank - 1, *range(1, rank - 1))
 
     def build(self, input_shape):
-        shape = self.compute_output_shape(input_shape)
+        shape = self._pooled(input_shape)
         if self.to_last is not None:
             shape = tuple(shape[i] for i in self.to_last)
         for layer in (self.conv1, self.bn1, self.conv2, self.bn2):
@@ -314,6 +325,11 @@ class ContextBranchCore:
         return z
 
     def compute_output_shape(self, input_shape):
+        shape = list(self._pooled(input_shape))
+        shape[-1 if self.to_last is None else 1] = self.conv2.filters
+        return tuple(shape)
+
+    def _pooled(self, input_shape):
         shape = list(input_shape)
         if self.kind == "global":
             for axis in self.spatial_axes:
@@ -324,12 +340,19 @@ class ContextBranchCore:
 class MSCAMGateCore:
     """`M(z) = sigmoid(B1(z) + B2(z))`, the branches named in `branches`
     (by default the local and the global branch), returned in
-    `output_dtype` (the owning layer's compute dtype; see `gate_dtype`)."""
+    `output_dtype` (the owning layer's compute dtype; see `gate_dtype`).
 
-    def __init__(self, branches, output_dtype=None, **kwargs):
+    With `num_inputs=N` the branches produce `N * channels` channels and
+    the gate returns the logits `B1(z) + B2(z)` (see the module docstring).
+    """
+
+    def __init__(self, branches, output_dtype=None, num_inputs=None, **kwargs):
         base = {k: kwargs.pop(k) for k in ("name", "dtype") if k in kwargs}
         super().__init__(**base)
         self.output_dtype = output_dtype or self.compute_dtype
+        self.num_inputs = num_inputs
+        if num_inputs is not None:
+            kwargs["channels"] = kwargs["channels"] * num_inputs
         names = branches
         if branches[0] == branches[1]:  # ablations: unique, stable names
             names = (f"{branches[0]}1", f"{branches[1]}2")
@@ -347,10 +370,15 @@ class MSCAMGateCore:
     def call(self, inputs, training=None):
         a = self.branch1(inputs, training=training)
         b = self.branch2(inputs, training=training)
+        if self.num_inputs is not None:
+            return self.kit.ops.cast(a + b, self.output_dtype)
         return self.kit.ops.cast(self.kit.ops.sigmoid(a + b), self.output_dtype)
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        # The sum broadcasts a global branch's (B, 1, 1, C) back.
+        a = self.branch1.compute_output_shape(input_shape)
+        b = self.branch2.compute_output_shape(input_shape)
+        return tuple(p if q == 1 else q for p, q in zip(a, b))
 
 
 class ContextBranch(ContextBranchCore, keras.layers.Layer):

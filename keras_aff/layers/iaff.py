@@ -5,7 +5,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import keras
 
-from keras_aff import _validation
+from keras_aff.layers import align
 from keras_aff.layers import gate
 from keras_aff.layers.aff import AFFCore
 from keras_aff.layers.kit import KERAS3
@@ -15,7 +15,7 @@ class IAFFCore(AFFCore):
     """IAFF's behaviour: AFF's arguments and config, two gates."""
 
     def build(self, input_shape):
-        shape = _validation.check_pair_shapes(self.name, input_shape)
+        shape = align.build_pair(self, input_shape)
         self.attention1 = gate.build_gate(
             self, "attention1", shape, self.gate_cls
         )
@@ -38,8 +38,9 @@ class IAFFCore(AFFCore):
         >>> np.allclose(layer([x, y]), y + w2 * (x - y), atol=1e-6)
         True
         """
-        x, y = _validation.check_pair_inputs(self.name, inputs)
-        gate.ensure_built(self, [x, y])
+        return super().fusion_weights(inputs, training=training)
+
+    def _gate_weights(self, x, y, training):
         w1 = self.attention1(x + y, training=training)
         xi = y + w1 * (x - y)
         # The second gate has its OWN local and global branches (the
@@ -48,8 +49,8 @@ class IAFFCore(AFFCore):
         return w1, w2
 
     def call(self, inputs, training=None):
-        x, y = _validation.check_pair_inputs(self.name, inputs)
-        _, w2 = self.fusion_weights([x, y], training=training)
+        x, y = align.aligned_pair(self, inputs, training)
+        _, w2 = self._gate_weights(x, y, training)
         return self.blend(x, y, w2)
 
 
@@ -94,11 +95,20 @@ class IAFF(IAFFCore, keras.layers.Layer):
         branches: tuple of two branch names for both gates, default
             ("local", "global"); ("global", "global") and ("local", "local")
             are the paper's Table 3 ablation.
+        align_inputs: bool, default False. If True, `x` and `y` may differ
+            in channels and spatial size (same rank): `y` is projected to
+            `x`'s channels by a 1x1 conv + BatchNormalization (the sublayer
+            `projection`, created only when the channels differ) and
+            resized to `x`'s size (see `keras_aff.layers.Align`). With
+            equal shapes nothing is added and the output is that of
+            `align_inputs=False`.
+        resize_interpolation: "bilinear" (default) or "nearest", the resize
+            of `y` when `align_inputs=True`.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4
-            or 5 (see `AFF`).
+            or 5 (see `AFF`); with `align_inputs=True`, of the same rank.
         training: bool, passed to the BatchNormalization sublayers.
 
     Returns:

@@ -10,6 +10,8 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
   `get_model`, `model_info`, `ModelInfo`.
 - Stage outputs for FPN / UNet decoders: `pyramid_outputs`,
   `feature_model`.
+- Dense prediction: `AFFFPN` (an FPN neck on any backbone's stage
+  outputs) and `AFFUNet` (a U-Net), with AFF, iAFF or "add" merges.
 - `retrofit`: AFF / iAFF in place of the residual additions of any
   functional Keras model (e.g. keras.applications), starting as the
   identical function (`AddSite`, `RetrofitReport`).
@@ -32,6 +34,7 @@ from keras_aff.models.cifar import AFFResNeXt38
 from keras_aff.models.cifar import AFFResNeXt47
 from keras_aff.models.features import feature_model
 from keras_aff.models.features import pyramid_outputs
+from keras_aff.models.fpn import AFFFPN
 from keras_aff.models.preprocessing import evaluation_crop
 from keras_aff.models.preprocessing import preprocess_input
 from keras_aff.models.registry import ModelInfo
@@ -45,13 +48,16 @@ from keras_aff.models.resnext import IAFFResNeXt50
 from keras_aff.models.retrofit import AddSite
 from keras_aff.models.retrofit import RetrofitReport
 from keras_aff.models.retrofit import retrofit
+from keras_aff.models.unet import AFFUNet
 
 __all__ = [
+    "AFFFPN",
     "AFFResNet32",
     "AFFResNet50",
     "AFFResNeXt38",
     "AFFResNeXt47",
     "AFFResNeXt50",
+    "AFFUNet",
     "AddSite",
     "IAFFResNet50",
     "IAFFResNeXt50",

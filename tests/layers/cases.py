@@ -1,9 +1,10 @@
 """The layers under test, as data: one `Case` per layer class.
 
-A `Case` says what differs between MSCAM, AFF and IAFF (one or two inputs,
-one or two gates) and computes the independent NumPy reference for a built
-layer. `tests/layers/conftest.py` parametrizes every test that takes a
-`case` argument over `CASES`.
+A `Case` says what differs between MSCAM, AFF, IAFF and MultiAFF (one, two
+or N inputs, one or two gates, a sigmoid or a softmax gate) and computes
+the independent NumPy reference for a built layer.
+`tests/layers/conftest.py` parametrizes every test that takes a `case`
+argument over `CASES`.
 """
 
 import dataclasses
@@ -31,6 +32,7 @@ CONFIG_KEYS = {
     "data_format",
     "branches",
 }
+ALIGN_KEYS = {"align_inputs", "resize_interpolation"}
 
 
 def to_numpy(x):
@@ -46,36 +48,66 @@ def channels_last(x, data_format):
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """What a contract check needs to know about one layer class."""
+    """What a contract check needs to know about one layer class.
+
+    `num_inputs`: 1 (MSCAM), 2 (AFF, IAFF) or the N a MultiAFF is tested
+    with; `multi`: the gate has `num_inputs * C` outputs and a softmax.
+    """
 
     name: str
     cls: type
-    pairwise: bool
+    num_inputs: int
     num_gates: int
+    multi: bool = False
+
+    @property
+    def pairwise(self):
+        return self.num_inputs == 2
 
     @property
     def has_output_scale(self):
-        return self.pairwise
+        return self.num_inputs > 1
+
+    @property
+    def gate_outputs(self):
+        """Output channels of each branch's last conv, per input channel."""
+        return self.num_inputs if self.multi else 1
+
+    @property
+    def config_keys(self):
+        keys = set(CONFIG_KEYS)
+        if self.has_output_scale:
+            keys.add("output_scale")
+        if self.pairwise:
+            keys |= ALIGN_KEYS
+        return keys
 
     def make_inputs(self, shape=SHAPE, seed=0):
         rng = np.random.default_rng(seed)
-        n = 2 if self.pairwise else 1
+        n = self.num_inputs
         return [rng.normal(size=shape).astype("float32") for _ in range(n)]
 
     def pack(self, inputs):
-        """The call argument: `[x, y]` for AFF/IAFF, `x` for MSCAM."""
-        return list(inputs) if self.pairwise else inputs[0]
+        """The call argument: a list for the fusions, `x` for MSCAM."""
+        return list(inputs) if self.num_inputs > 1 else inputs[0]
 
     def call(self, layer, inputs, **kwargs):
         return layer(self.pack(inputs), **kwargs)
 
     def symbolic_inputs(self, shape):
-        n = 2 if self.pairwise else 1
-        return [keras.Input(batch_shape=shape) for _ in range(n)]
+        return [keras.Input(batch_shape=shape) for _ in range(self.num_inputs)]
 
     def build(self, layer, shape):
-        layer.build([shape, shape] if self.pairwise else shape)
+        layer.build(self.pack([shape] * self.num_inputs))
         return layer
+
+    def closed_form(self, inputs):
+        """The output with every last BN zeroed (every gate uniform) and
+        `output_scale=num_inputs`: the sum of the inputs (x / 2 for
+        MSCAM)."""
+        if self.num_inputs == 1:
+            return inputs[0] * 0.5
+        return sum(inputs[1:], inputs[0])
 
     def gates(self, layer):
         """The layer's MS-CAM gate sublayers, in order."""
@@ -98,17 +130,24 @@ class Case:
             out = reference.mscam(args[0], w, **common)
         elif self.name == "AFF":
             out = reference.aff(*args, w, config["output_scale"], **common)
-        else:
+        elif self.name == "IAFF":
             out = reference.iaff(*args, w, config["output_scale"], **common)
+        else:
+            out = reference.multi_aff(args, w, config["output_scale"], **common)
         if fmt == "channels_first":
             out = np.moveaxis(out, -1, 1)
         return out
 
 
-MSCAM = Case("MSCAM", layers.MSCAM, pairwise=False, num_gates=1)
-AFF = Case("AFF", layers.AFF, pairwise=True, num_gates=1)
-IAFF = Case("IAFF", layers.IAFF, pairwise=True, num_gates=2)
-CASES = (MSCAM, AFF, IAFF)
+MSCAM = Case("MSCAM", layers.MSCAM, num_inputs=1, num_gates=1)
+AFF = Case("AFF", layers.AFF, num_inputs=2, num_gates=1)
+IAFF = Case("IAFF", layers.IAFF, num_inputs=2, num_gates=2)
+MULTI_AFF = Case(
+    "MultiAFF", layers.MultiAFF, num_inputs=3, num_gates=1, multi=True
+)
+CASES = (MSCAM, AFF, IAFF, MULTI_AFF)
+# The layers with a counterpart in the official code (interop).
+OFFICIAL_CASES = (MSCAM, AFF, IAFF)
 
 
 def non_default_kwargs(case):

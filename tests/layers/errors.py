@@ -67,6 +67,17 @@ GATE_ARGUMENT_ERRORS = [
         "('local', 'global', 'local')",
     ),
 ]
+ALIGN_ARGUMENT_ERRORS = [
+    ("align_inputs_int", {"align_inputs": 1}, TypeError, "1"),
+    ("align_inputs_none", {"align_inputs": None}, TypeError, "None"),
+    (
+        "resize_interpolation",
+        {"resize_interpolation": "bicubic"},
+        ValueError,
+        "'bicubic'",
+    ),
+    ("resize_interpolation_int", {"resize_interpolation": 1}, TypeError, "1"),
+]
 OUTPUT_SCALE_ERRORS = [
     ("output_scale_zero", {"output_scale": 0}, ValueError, "0.0"),
     ("output_scale_negative", {"output_scale": -2.0}, ValueError, "-2.0"),
@@ -79,10 +90,14 @@ OUTPUT_SCALE_ERRORS = [
 
 def constructor_errors(case):
     """`pytest.param(kwargs, exception, match)` for every argument error."""
+    rows = list(GATE_ARGUMENT_ERRORS)
+    if case.has_output_scale:
+        rows += OUTPUT_SCALE_ERRORS
+    if case.pairwise:
+        rows += ALIGN_ARGUMENT_ERRORS
     table = [
         (i, kw, exc, received(next(iter(kw)), value))
-        for i, kw, exc, value in GATE_ARGUMENT_ERRORS
-        + (OUTPUT_SCALE_ERRORS if case.has_output_scale else [])
+        for i, kw, exc, value in rows
     ]
     table.append(("unknown_kwarg", {"ratio": 4}, ValueError, r"\{'ratio': 4\}"))
     if not case.has_output_scale:  # MSCAM has none: an unknown argument
@@ -92,6 +107,15 @@ def constructor_errors(case):
                 {"output_scale": 2.0},
                 ValueError,
                 r"\{'output_scale': 2\.0\}",
+            )
+        )
+    if not case.pairwise:  # MSCAM and MultiAFF do not align their inputs
+        table.append(
+            (
+                "align_inputs",
+                {"align_inputs": True},
+                ValueError,
+                r"\{'align_inputs': True\}",
             )
         )
     return [pytest.param(k, e, m, id=i) for i, k, e, m in table]
@@ -147,11 +171,58 @@ def call_errors(case):
             "reduction_ratio=9 with input_shape=(2, 6, 5, 8)",
         ),
     ]
-    if not case.pairwise:
+    if case.num_inputs == 1:
         table.append(("list_of_two", lambda: new()([x, x]), "input_shape="))
-    else:
+    elif case.pairwise:
         table += pair_errors(new, built, x)
+    else:
+        table += multi_errors(new, x)
     return [pytest.param(f, ValueError, lay(m), id=i) for i, f, m in table]
+
+
+def multi_errors(new, x):
+    """Rows for MultiAFF (a list of N >= 2 tensors of one shape)."""
+
+    def built(inputs):
+        def fn():
+            layer = new()
+            layer([x, x, x])
+            layer(inputs)
+
+        return fn
+
+    return [
+        ("single_tensor", lambda: new()(x), "a single input"),
+        ("list_of_one", lambda: new()([x]), "Received: 1 input"),
+        (
+            "different_shapes",
+            lambda: new()([x, x, x[:, :3]]),
+            "inputs[0].shape=(2, 6, 5, 8) and inputs[2].shape=(2, 3, 5, 8)",
+        ),
+        (
+            "different_channels",
+            lambda: new()([x, x[..., :4]]),
+            "inputs[0].shape=(2, 6, 5, 8) and inputs[1].shape=(2, 6, 5, 4)",
+        ),
+        (
+            "different_ranks",
+            lambda: new()([x, x[0]]),
+            "inputs[0].shape=(2, 6, 5, 8) and inputs[1].shape=(6, 5, 8)",
+        ),
+        (
+            "symbolic_different_shapes",
+            lambda: new()([keras.Input((6, 5, 8)), keras.Input((6, 7, 8))]),
+            "inputs[0].shape=(None, 6, 5, 8) and "
+            "inputs[1].shape=(None, 6, 7, 8)",
+        ),
+        ("built_single_tensor", built(x), "Received: 1 input"),
+        ("built_two_of_three", built([x, x]), "built for 3 inputs"),
+        (
+            "built_different_shapes",
+            built([x, x, x[:, :1, :1]]),
+            "inputs[2].shape=(2, 1, 1, 8)",
+        ),
+    ]
 
 
 def pair_errors(new, built, x):

@@ -14,7 +14,6 @@ import numpy as np
 
 from tests.layers import reference
 from tests.layers.cases import BACKEND
-from tests.layers.cases import CONFIG_KEYS
 from tests.layers.cases import SHAPE
 from tests.layers.cases import to_numpy
 
@@ -25,7 +24,7 @@ from tests.layers.cases import to_numpy
 def check_config_round_trip(case, **kwargs):
     layer = case.cls(**kwargs)
     config = layer.get_config()
-    expected_keys = CONFIG_KEYS | ({"output_scale"} if case.pairwise else set())
+    expected_keys = case.config_keys
     assert set(config) == expected_keys, sorted(set(config) ^ expected_keys)
     for key in ("reduction_ratio", "use_bias", "bn_momentum", "bn_epsilon"):
         if key in kwargs:
@@ -68,10 +67,13 @@ def check_config_round_trip(case, **kwargs):
 # C2 weight counts
 # ---------------------------------------------------------------------------
 def expected_counts(case, channels, reduction_ratio, use_bias):
-    """(trainable, non_trainable) scalar counts from the formulas."""
+    """(trainable, non_trainable) scalar counts from the formulas: per
+    gate, two branches of conv C -> c, BN, conv c -> out, BN, where out is
+    C (N * C for MultiAFF)."""
     big, c = channels, channels // reduction_ratio
-    trainable = 4 * big * c + (6 if use_bias else 4) * (c + big)
-    non_trainable = 4 * (c + big)
+    out = big * case.gate_outputs
+    trainable = 2 * (big * c + c * out) + (6 if use_bias else 4) * (c + out)
+    non_trainable = 4 * (c + out)
     return case.num_gates * trainable, case.num_gates * non_trainable
 
 
@@ -233,9 +235,9 @@ def check_mixed_precision(case, policy):
     atol = 2e-2 if compute == "float16" else 1e-1
     np.testing.assert_allclose(out, want, atol=atol, rtol=atol)
     # Mixed inputs (float32 x, compute-dtype y) are autocast.
-    if case.pairwise:
+    if case.num_inputs > 1:
         half = keras.ops.cast(inputs[1], compute)
-        out2 = layer([inputs[0], half])
+        out2 = layer([inputs[0], half, *inputs[2:]])
         assert keras.backend.standardize_dtype(out2.dtype) == compute
 
 
@@ -247,7 +249,7 @@ def save_model(case, directory, seed=0):
     weights and BN statistics); returns (path, inputs, expected output)."""
     shape = (2, 6, 5, 8)
     kwargs = dict(reduction_ratio=2, use_bias=True, name=case.name.lower())
-    if case.pairwise:
+    if case.has_output_scale:
         kwargs["output_scale"] = 2.0
     inputs = case.symbolic_inputs((None,) + shape[1:])
     layer = case.cls(**kwargs)
@@ -289,9 +291,12 @@ def zero_last_batch_norms(layer):
 
 
 def check_closed_form(case, shape=SHAPE):
-    """Zero last-BN gamma and beta => w = 0.5: MSCAM(x) = x / 2, and AFF or
-    IAFF with output_scale=2 give exactly x + y."""
-    kwargs = {"output_scale": 2.0} if case.pairwise else {}
+    """Zero last-BN gamma and beta => uniform weights (sigmoid(0) = 0.5,
+    softmax of zeros = 1 / N): MSCAM(x) = x / 2, and AFF, IAFF or MultiAFF
+    with output_scale=N give exactly the sum of their N inputs."""
+    kwargs = {}
+    if case.has_output_scale:
+        kwargs["output_scale"] = float(case.num_inputs)
     layer = case.cls(reduction_ratio=2, **kwargs)
     case.build(layer, shape)
     reference.randomize(layer, seed=7)
@@ -299,10 +304,7 @@ def check_closed_form(case, shape=SHAPE):
     before = to_numpy(case.call(layer, inputs))
     assert zero_last_batch_norms(layer) == 4 * case.num_gates
     got = to_numpy(case.call(layer, inputs))
-    if case.pairwise:
-        want = inputs[0] + inputs[1]
-    else:
-        want = inputs[0] * 0.5
+    want = case.closed_form(inputs)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     assert not np.allclose(before, want, atol=1e-3)
 
@@ -334,10 +336,14 @@ def check_channels_first(case, shape=SHAPE, training=False, default=False):
     want = to_numpy(case.call(last, inputs, training=training))
     got = to_numpy(case.call(first, inputs_first, training=training))
     assert got.shape == first_shape
-    np.testing.assert_allclose(np.moveaxis(got, 1, -1), want, atol=1e-5)
-    if not training:
-        ref = case.expected(first, inputs_first)
-        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
+    # In training mode each global BN normalises a batch of 2 means: float32
+    # rounding is amplified where the two are close (both layouts differ
+    # from the float64 reference by up to 5e-5 for MultiAFF; float64
+    # layers agree exactly).
+    atol = 1e-4 if training else 1e-5
+    np.testing.assert_allclose(np.moveaxis(got, 1, -1), want, atol=atol)
+    ref = case.expected(first, inputs_first, training=training)
+    np.testing.assert_allclose(got, ref, atol=atol, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -369,7 +375,7 @@ def _backend_jit(case, layer, channels):
         import tensorflow as tf
 
         spec = tf.TensorSpec((None, None, None, channels), "float32")
-        n = 2 if case.pairwise else 1
+        n = case.num_inputs
 
         @tf.function(jit_compile=True, input_signature=[spec] * n)
         def fn(*args):

@@ -1,4 +1,5 @@
-"""An independent NumPy implementation of MS-CAM, AFF and iAFF.
+"""An independent NumPy implementation of MS-CAM, AFF, iAFF, MultiAFF and
+the input alignment of AFF(align_inputs=True).
 
 Written from the formulas (c = C // reduction_ratio, every conv 1x1):
 
@@ -9,6 +10,11 @@ Written from the formulas (c = C // reduction_ratio, every conv 1x1):
     AFF(x, y)  = s * (x * w + y * (1 - w)),  w = M(x + y)
     IAFF(x, y) = s * (x * w2 + y * (1 - w2)), w2 = M2(x * w1 + y * (1 - w1)),
                  w1 = M1(x + y)
+    MultiAFF(x_1..x_N) = s * sum_i w_i x_i, w = softmax over i of the N
+                 chunks (C channels each) of L(sum x) + G(sum x), whose last
+                 convs have N * C outputs
+    align(y, x) = resize(BN(Conv(y)), size of x): bilinear with half-pixel
+                 centres (edge-clamped) or nearest, one axis at a time
 
 It reuses no layer code: weights are read by variable path
 (`<gate>/<branch>/<sublayer>/<variable>`, e.g. `attention/local/conv1/kernel`)
@@ -83,13 +89,19 @@ def branch(z, w, prefix, kind, epsilon, training=False):
     return _batch_norm(z, w, f"{prefix}/bn2", epsilon, training)
 
 
-def gate(z, w, gate_name, branches, epsilon, training=False):
-    """M(z) = sigmoid(B1(z) + B2(z)), broadcasting a global branch."""
+def logits(z, w, gate_name, branches, epsilon, training=False):
+    """B1(z) + B2(z), broadcasting a global branch."""
     total = 0.0
     for kind, name in zip(branches, branch_names(branches)):
         total = total + branch(
             z, w, f"{gate_name}/{name}", kind, epsilon, training
         )
+    return total
+
+
+def gate(z, w, gate_name, branches, epsilon, training=False):
+    """M(z) = sigmoid(B1(z) + B2(z))."""
+    total = logits(z, w, gate_name, branches, epsilon, training)
     return 1.0 / (1.0 + np.exp(-total))
 
 
@@ -131,6 +143,67 @@ def iaff(
     xi = x * w1 + y * (1.0 - w1)
     w2 = gate(xi, w, "attention2", branches, epsilon, training)
     return output_scale * (x * w2 + y * (1.0 - w2))
+
+
+def multi_weights(
+    xs, w, branches=("local", "global"), epsilon=1e-5, training=False
+):
+    """[w_1, ..., w_N]: a softmax across the N logit chunks."""
+    xs = [np.asarray(x, np.float64) for x in xs]
+    z = logits(sum(xs), w, "attention", branches, epsilon, training)
+    n, c = len(xs), xs[0].shape[-1]
+    z = np.broadcast_to(z, xs[0].shape[:-1] + (n * c,))
+    chunks = np.stack([z[..., i * c : (i + 1) * c] for i in range(n)])
+    e = np.exp(chunks - chunks.max(axis=0))
+    return list(e / e.sum(axis=0))
+
+
+def multi_aff(
+    xs,
+    w,
+    output_scale=1.0,
+    branches=("local", "global"),
+    epsilon=1e-5,
+    training=False,
+):
+    """output_scale * sum_i w_i x_i (see `multi_weights`)."""
+    weights = multi_weights(xs, w, branches, epsilon, training)
+    return output_scale * sum(
+        wi * np.asarray(x, np.float64) for wi, x in zip(weights, xs)
+    )
+
+
+def resize_axis(z, axis, size, interpolation="bilinear"):
+    """`z` resized along `axis` to `size`: half-pixel centres, the source
+    coordinate clamped to the first and last sample."""
+    n = z.shape[axis]
+    centres = (np.arange(size) + 0.5) * (n / size)
+    if interpolation == "nearest":
+        index = np.minimum(np.floor(centres).astype(int), n - 1)
+        return np.take(z, index, axis=axis)
+    pos = np.clip(centres - 0.5, 0.0, n - 1)
+    low = np.floor(pos).astype(int)
+    high = np.minimum(low + 1, n - 1)
+    frac = (pos - low).reshape([-1 if a == axis else 1 for a in range(z.ndim)])
+    a = np.take(z, low, axis=axis)
+    return a + (np.take(z, high, axis=axis) - a) * frac
+
+
+def align(
+    y, x_shape, w=None, epsilon=1e-5, interpolation="bilinear", training=False
+):
+    """`y` (channels last) projected by `<...>/projection/{conv,bn}` of `w`
+    when it holds them, then resized to the spatial size of `x_shape`."""
+    y = np.asarray(y, np.float64)
+    conv = [k for k in (w or {}) if k.endswith("projection/conv/kernel")]
+    if conv:
+        prefix = conv[0][: -len("/conv/kernel")]
+        y = _conv1x1(y, w[conv[0]], None)
+        y = _batch_norm(y, w, f"{prefix}/bn", epsilon, training)
+    for axis in range(1, y.ndim - 1):
+        if y.shape[axis] != x_shape[axis]:
+            y = resize_axis(y, axis, x_shape[axis], interpolation)
+    return y
 
 
 def randomize(layer, seed=0):

@@ -137,13 +137,20 @@ def test_c10_fusion_weights(case):
     layer, inputs = harness.check_numerics(case)
     weights = layer.fusion_weights(case.pack(inputs))
     out = to_numpy(case.call(layer, inputs))
-    if case.num_gates == 2:
+    if case.multi:
+        assert isinstance(weights, list) and len(weights) == case.num_inputs
+        ws = [to_numpy(w) for w in weights]
+        np.testing.assert_allclose(sum(ws), 1.0, atol=1e-6)
+        w = ws[0]
+    elif case.num_gates == 2:
         assert isinstance(weights, tuple) and len(weights) == 2
         w = to_numpy(weights[1])
     else:
         w = to_numpy(weights)
     assert w.shape == out.shape and np.all((w >= 0) & (w <= 1))
-    if case.pairwise:
+    if case.multi:
+        want = layer.output_scale * sum(a * b for a, b in zip(ws, inputs))
+    elif case.pairwise:
         x, y = inputs
         want = layer.output_scale * (y + w * (x - y))
     else:
@@ -251,7 +258,7 @@ def test_batch_size_one_training(case):
             + [np.full(shape, 3.0, "float32")]
         ]
         for o in outs:
-            assert o.shape == (1, 1, 1, 8)
+            assert o.shape == (1, 1, 1, 8 * case.gate_outputs)
             np.testing.assert_allclose(o.reshape(-1), beta, atol=1e-4)
         np.testing.assert_allclose(outs[0], outs[-1], atol=1e-4)
     # A training step on batch 1 stays finite.

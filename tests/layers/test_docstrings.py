@@ -15,6 +15,8 @@ MODULES = [
     "keras_aff.layers.ms_cam",
     "keras_aff.layers.aff",
     "keras_aff.layers.iaff",
+    "keras_aff.layers.align",
+    "keras_aff.layers.multi_aff",
     "keras_aff.interop.torch",
 ]
 

@@ -17,6 +17,7 @@ from tests.layers import cases
 from tests.layers import reference
 
 EPS = 1e-5  # torch.nn.BatchNorm default
+CASES = cases.OFFICIAL_CASES  # MultiAFF has no official counterpart
 
 
 # ---------------------------------------------------------------------------

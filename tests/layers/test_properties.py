@@ -1,9 +1,10 @@
-"""Properties of MSCAM, AFF and IAFF over generated shapes, ranks, ratios,
-data formats and dtype policies (hypothesis).
+"""Properties of MSCAM, AFF, IAFF and MultiAFF over generated shapes,
+ranks, ratios, data formats and dtype policies (hypothesis).
 
 - the output has the input's shape and the policy's compute dtype;
 - with `output_scale=1`, AFF and IAFF outputs lie elementwise between x and
-  y (the gate is in [0, 1]), and MSCAM's between 0 and x;
+  y (the gate is in [0, 1]), MultiAFF's between the smallest and the
+  largest input (the weights are a softmax), and MSCAM's between 0 and x;
 - finite inputs up to +-1e4 give finite outputs in float32,
   mixed_float16 and mixed_bfloat16.
 """
@@ -49,7 +50,7 @@ def layer_inputs(draw):
     scale = draw(st.sampled_from((1.0, 1e2, 1e4)))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
-    n = 2 if case.pairwise else 1
+    n = case.num_inputs
     inputs = [
         np.clip(rng.normal(scale=scale, size=shape), -1e4, 1e4).astype("f")
         for _ in range(n)
@@ -90,8 +91,8 @@ def test_output_between_the_inputs(data, policy):
         to_numpy(keras.ops.cast(a, layer.compute_dtype)).astype("float64")
         for a in inputs
     ]
-    x = seen[0]
-    y = seen[1] if case.pairwise else np.zeros_like(x)
-    slack = EPS[layer.compute_dtype] * (np.abs(x) + np.abs(y) + 1e-30)
-    assert np.all(out >= np.minimum(x, y) - slack), case.name
-    assert np.all(out <= np.maximum(x, y) + slack), case.name
+    if len(seen) == 1:
+        seen.append(np.zeros_like(seen[0]))
+    slack = EPS[layer.compute_dtype] * (sum(np.abs(a) for a in seen) + 1e-30)
+    assert np.all(out >= np.min(seen, axis=0) - slack), case.name
+    assert np.all(out <= np.max(seen, axis=0) + slack), case.name

@@ -1,9 +1,11 @@
-"""C8: `.keras` files of MSCAM, AFF and IAFF load in a fresh process.
+"""C8: `.keras` files of every layer load in a fresh process.
 
-All three layers are saved here and loaded in ONE subprocess that does
+Every layer is saved here and loaded in ONE subprocess that does
 nothing but `import keras_aff` (no custom_objects, the tests package is not
 importable there), once with the default `load_model` and once with an
-explicit `safe_mode=True`.
+explicit `safe_mode=True`. AFF and IAFF with `align_inputs=True` (inputs
+of different channels and sizes, so with a projection) and `Align` go
+through the same subprocess.
 """
 
 import json
@@ -12,11 +14,14 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 
+from keras_aff import layers
 from tests.layers import cases
 from tests.layers import harness
+from tests.layers import reference
 
 LOAD_SCRIPT = textwrap.dedent(
     """
@@ -51,21 +56,55 @@ LOAD_SCRIPT = textwrap.dedent(
 )
 
 
+# name -> (layer, number of MS-CAM gates); x: (6, 5, 8), y: (3, 3, 16).
+ALIGNED = {
+    "aff_aligned": (
+        lambda: layers.AFF(
+            reduction_ratio=2,
+            output_scale=2.0,
+            align_inputs=True,
+            resize_interpolation="nearest",
+            name="aff_aligned",
+        ),
+        1,
+    ),
+    "iaff_aligned": (
+        lambda: layers.IAFF(
+            reduction_ratio=2, align_inputs=True, name="iaff_aligned"
+        ),
+        2,
+    ),
+    "align": (lambda: layers.Align(name="align"), 0),
+}
+
+
+def save_aligned(name, directory):
+    inputs = [keras.Input((6, 5, 8)), keras.Input((3, 3, 16))]
+    layer = ALIGNED[name][0]()
+    model = keras.Model(inputs, layer(inputs))
+    reference.randomize(layer, seed=17)
+    rng = np.random.default_rng(18)
+    data = [rng.normal(size=(2, *t.shape[1:])).astype("f") for t in inputs]
+    expected = np.asarray(model.predict(data, verbose=0))
+    path = f"{directory}/{name}.keras"
+    model.save(path)
+    return path, data, expected
+
+
 @pytest.fixture(scope="module")
 def fresh_load(tmp_path_factory):
     directory = tmp_path_factory.mktemp("saved")
     manifest, saved = {}, {}
-    for case in cases.CASES:
-        path, inputs, expected = harness.save_model(case, str(directory))
-        data = str(directory / f"{case.name}.npz")
+    savers = [
+        (c.name, lambda d, c=c: harness.save_model(c, d)) for c in cases.CASES
+    ] + [(n, lambda d, n=n: save_aligned(n, d)) for n in ALIGNED]
+    for name, save in savers:
+        path, inputs, expected = save(str(directory))
+        data = str(directory / f"{name}.npz")
         arrays = {f"in{i}": a for i, a in enumerate(inputs)}
         np.savez(data, expected=expected, **arrays)
-        manifest[case.name] = {
-            "path": path,
-            "data": data,
-            "n_inputs": len(inputs),
-        }
-        saved[case.name] = expected
+        manifest[name] = {"path": path, "data": data, "n_inputs": len(inputs)}
+        saved[name] = expected
     (directory / "manifest.json").write_text(json.dumps(manifest))
     (directory / "load.py").write_text(LOAD_SCRIPT)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -92,8 +131,23 @@ def test_c8_fresh_process_load(fresh_load, case, mode):
     assert result["max_abs_diff"] <= 1e-6, result["max_abs_diff"]
     config = result["config"]
     assert config["reduction_ratio"] == 2
-    if case.pairwise:
+    if case.has_output_scale:
         assert config["output_scale"] == 2.0
     assert result["n_weights"] == case.num_gates * 24
     # The saved output is not trivial (random weights and BN statistics).
     assert np.std(saved[case.name]) > 0.1
+
+
+@pytest.mark.parametrize("mode", ["default", "safe_mode"])
+@pytest.mark.parametrize("name", sorted(ALIGNED))
+def test_aligned_fresh_process_load(fresh_load, name, mode):
+    report, saved = fresh_load
+    result = report["models"][name][mode]
+    cls = type(ALIGNED[name][0]())
+    assert result["class"] == f"{cls.__module__}.{cls.__name__}"
+    assert result["max_abs_diff"] <= 1e-6, result["max_abs_diff"]
+    if name != "align":
+        assert result["config"]["align_inputs"] is True
+    # The gates, and the projection: conv kernel and four BN vectors.
+    assert result["n_weights"] == ALIGNED[name][1] * 24 + 5
+    assert saved[name].shape == (2, 6, 5, 8) and np.std(saved[name]) > 0.1

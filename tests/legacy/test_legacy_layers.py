@@ -184,6 +184,24 @@ def test_errors_are_the_shared_ones():
         legacy.MSCAM(output_scale=2.0)
 
 
+@pytest.mark.parametrize("name", ["AFF", "IAFF"])
+def test_align_inputs_is_refused_by_the_twin(name):
+    """The tf_keras twins do not align their inputs (tfmot's configs and
+    the stock-layer blocks know no projection): `align_inputs=True` is a
+    clear error, also from a Keras 3 config; `False` round-trips."""
+    k3_cls, k2_cls = getattr(keras_aff.layers, name), getattr(legacy, name)
+    match = r"(?s)`align_inputs`.*keras_aff\.layers\.\w*AFF.*align_inputs=True"
+    with pytest.raises(ValueError, match=match):
+        k2_cls(align_inputs=True)
+    with pytest.raises(ValueError, match=match):
+        k2_cls.from_config(k3_cls(align_inputs=True).get_config())
+    twin = k2_cls.from_config(
+        k3_cls(resize_interpolation="nearest").get_config()
+    )
+    assert twin.get_config()["align_inputs"] is False
+    assert twin.get_config()["resize_interpolation"] == "nearest"
+
+
 def test_keras3_tensor_gives_a_clear_error():
     x = keras.Input(SHAPE)
     with pytest.raises(TypeError, match=r"cannot take Keras 3 symbolic"):

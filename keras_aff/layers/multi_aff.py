@@ -1,0 +1,199 @@
+"""MultiAFF: attentional feature fusion of N >= 2 feature maps.
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+"""
+
+import keras
+from keras import ops
+
+from keras_aff import _validation
+from keras_aff.layers import gate
+from keras_aff.layers.kit import KERAS3
+
+
+def softmax_over_inputs(logits, num_inputs, data_format):
+    """The `num_inputs` weights of a `MultiAFF` gate's logits: the logits
+    split along the channel axis (input-major), a softmax across them per
+    channel and position. Computed in float32 for half-precision logits,
+    on a (positions * channels, num_inputs) matrix (TensorFlow's softmax
+    takes at most 5 dimensions; LiteRT's int8 SOFTMAX wants the last axis).
+
+    Example:
+
+    >>> from keras_aff.layers import multi_aff
+    >>> logits = np.array([[[0.0, 1.0, 0.0, -1.0]]], "float32")  # N=2, C=2
+    >>> w = multi_aff.softmax_over_inputs(logits, 2, "channels_last")
+    >>> np.round(keras.ops.convert_to_numpy(w[0]), 4)
+    array([[[0.5   , 0.8808]]], dtype=float32)
+    """
+    axis = -1 if data_format == "channels_last" else 1
+    dtype = keras.backend.standardize_dtype(logits.dtype)
+    z = ops.stack(ops.split(logits, num_inputs, axis=axis), axis=-1)
+    if dtype in ("float16", "bfloat16"):
+        z = ops.cast(z, "float32")
+    w = ops.reshape(ops.softmax(ops.reshape(z, (-1, num_inputs))), ops.shape(z))
+    return [ops.cast(t, dtype) for t in ops.unstack(w, num_inputs, axis=-1)]
+
+
+@keras.saving.register_keras_serializable(package="keras_aff")
+class MultiAFF(keras.layers.Layer):
+    """Attentional feature fusion of N >= 2 same-shape feature maps.
+
+    With `s = x_1 + ... + x_N`, an MS-CAM-style gate on `s` (local and
+    global branches of 1x1 convs with `c = C // reduction_ratio` hidden
+    channels, as in `AFF`) whose last convs produce `N * C` logits `z`
+    (input-major: `z_i` is channels `i * C` to `(i + 1) * C - 1`), the
+    weights are a softmax over the inputs per channel and position, and
+
+        w_i = exp(z_i) / (exp(z_1) + ... + exp(z_N))
+        output = output_scale * (w_1 * x_1 + ... + w_N * x_N)
+
+    With N = 2 and the second input's logits zero, `w_1 = sigmoid(z_1)`:
+    MultiAFF is `AFF` with the same first logits. The number of inputs is
+    fixed when the layer is built.
+
+    Args:
+        reduction_ratio: int, default 4. `c = channels // reduction_ratio`
+            hidden channels in each branch.
+        output_scale: float, default 1.0. Multiplies the fused output
+            (`output_scale=N` makes a gate of uniform weights an `N`-way
+            sum).
+        use_bias: bool, default True. Bias on the 1x1 convs.
+        bn_momentum: float, default 0.9. BatchNormalization momentum.
+        bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
+        bn_synchronized: bool, default False. Passed to every
+            BatchNormalization as `synchronized`.
+        kernel_initializer: initializer for the 1x1 conv kernels, default
+            "glorot_uniform".
+        kernel_regularizer: optional regularizer for the 1x1 conv kernels.
+        data_format: "channels_last", "channels_first" or None (default:
+            `keras.config.image_data_format()`).
+        branches: tuple of two branch names, default ("local", "global");
+            ("global", "global") and ("local", "local") as in `AFF`.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a list `[x_1, ..., x_N]` of N >= 2 tensors of the same
+            shape, rank 3, 4 or 5 (see `AFF`).
+        training: bool, passed to the BatchNormalization sublayers.
+
+    Returns:
+        A tensor of the inputs' shape, in the compute dtype.
+
+    Example:
+
+    >>> xs = [keras.random.normal((2, 8, 8, 16)) for _ in range(3)]
+    >>> fuse = keras_aff.layers.MultiAFF(reduction_ratio=4)
+    >>> tuple(fuse(xs).shape)
+    (2, 8, 8, 16)
+    >>> w = fuse.fusion_weights(xs)
+    >>> len(w), bool(np.allclose(w[0] + w[1] + w[2], 1.0, atol=1e-6))
+    (3, True)
+
+    Reference:
+        Dai et al., Attentional Feature Fusion, WACV 2021,
+        https://arxiv.org/abs/2009.14082
+    """
+
+    kit = KERAS3
+    gate_cls = gate.MSCAMGate
+
+    def __init__(
+        self,
+        reduction_ratio=4,
+        output_scale=1.0,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=gate.DEFAULT_BRANCHES,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        arguments = gate.gate_arguments(
+            self.kit,
+            reduction_ratio,
+            use_bias,
+            bn_momentum,
+            bn_epsilon,
+            bn_synchronized,
+            kernel_initializer,
+            kernel_regularizer,
+            data_format,
+            branches,
+        )
+        for name, value in arguments.items():
+            setattr(self, name, value)
+        self.output_scale = _validation.check_number(
+            "output_scale", output_scale, low=0.0, low_open=True
+        )
+
+    def build(self, input_shape):
+        shape = _validation.check_same_shapes(self.name, input_shape)
+        self.num_inputs = len(input_shape)
+        self.attention = gate.build_gate(
+            self, "attention", shape, self.gate_cls, self.num_inputs
+        )
+        filters = self.attention.branch1.conv2.filters
+        self.channels = filters // self.num_inputs
+        self.inter_channels = self.attention.branch1.conv1.filters
+
+    def fusion_weights(self, inputs, training=False):
+        """The weights `[w_1, ..., w_N]` of the inputs, each shaped like
+        them, in [0, 1] and summing to 1.
+
+        Example:
+
+        >>> layer = keras_aff.layers.MultiAFF(reduction_ratio=4)
+        >>> rng = np.random.default_rng(0)
+        >>> xs = list(rng.normal(size=(3, 2, 8, 8, 16)).astype("float32"))
+        >>> w = layer.fusion_weights(xs)
+        >>> out = sum(wi * xi for wi, xi in zip(w, xs))
+        >>> np.allclose(layer(xs), out, atol=1e-6)
+        True
+        """
+        xs = self._checked(inputs)
+        gate.ensure_built(self, xs)
+        return self._weights(xs, training)
+
+    def _checked(self, inputs):
+        xs = list(
+            _validation.check_input_shapes(
+                self.name, inputs, _validation.check_same_shapes
+            )
+        )
+        if self.built and len(xs) != self.num_inputs:
+            raise ValueError(
+                f"Layer '{self.name}' was built for {self.num_inputs} "
+                f"inputs. Received: {len(xs)} inputs"
+            )
+        return xs
+
+    def _weights(self, xs, training):
+        s = xs[0]
+        for x in xs[1:]:
+            s = s + x
+        logits = self.attention(s, training=training)
+        return softmax_over_inputs(logits, len(xs), self.data_format)
+
+    def call(self, inputs, training=None):
+        xs = self._checked(inputs)
+        weights = self._weights(xs, training)
+        out = weights[0] * xs[0]
+        for w, x in zip(weights[1:], xs[1:]):
+            out = out + w * x
+        if self.output_scale != 1.0:
+            out = out * self.output_scale
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return _validation.check_same_shapes(self.name, input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(gate.gate_config(self))
+        config["output_scale"] = self.output_scale
+        return config
