@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import keras
 
 from keras_aff import _validation
+from keras_aff.layers import dispatch
 from keras_aff.layers import gate
 from keras_aff.layers.kit import KERAS3
 
@@ -28,6 +29,8 @@ class AFFCore:
         kernel_regularizer=None,
         data_format=None,
         branches=gate.DEFAULT_BRANCHES,
+        use_batch_norm=True,
+        implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -42,6 +45,8 @@ class AFFCore:
             kernel_regularizer,
             data_format,
             branches,
+            use_batch_norm,
+            implementation,
         )
         for name, value in arguments.items():
             setattr(self, name, value)
@@ -75,6 +80,9 @@ class AFFCore:
 
     def call(self, inputs, training=None):
         x, y = _validation.check_pair_inputs(self.name, inputs)
+        fused = dispatch.fused_kernels(self, x)
+        if fused is not None:
+            return fused.aff(self, x, y, training)
         w = self.fusion_weights([x, y], training=training)
         return self.blend(x, y, w)
 
@@ -138,6 +146,17 @@ class AFF(AFFCore, keras.layers.Layer):
         branches: tuple of two branch names, default ("local", "global").
             ("global", "global") and ("local", "local") reproduce the
             paper's Table 3 ablation.
+        use_batch_norm: bool, default True. False leaves the gates'
+            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
+            branch): the form in which `keras_aff.optimize.fold_batchnorm`
+            returns a trained layer, its BNs folded into the convs (with
+            `use_bias=True`).
+        implementation: "auto" (default), "xla" or "fused". "xla" computes
+            with `keras.ops`; "fused" with the fused Pallas kernel of
+            `keras_aff.kernels` (JAX backend, channels_last, the default
+            branches; off GPUs in Pallas interpret mode: exact but slow);
+            "auto" uses the kernel on JAX with a GPU when the shapes allow
+            and `keras.ops` everywhere else. Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:

@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import keras
 
 from keras_aff import _validation
+from keras_aff.layers import dispatch
 from keras_aff.layers import gate
 from keras_aff.layers.aff import AFFCore
 from keras_aff.layers.kit import KERAS3
@@ -49,6 +50,9 @@ class IAFFCore(AFFCore):
 
     def call(self, inputs, training=None):
         x, y = _validation.check_pair_inputs(self.name, inputs)
+        fused = dispatch.fused_kernels(self, x)
+        if fused is not None:
+            return fused.iaff(self, x, y, training)
         _, w2 = self.fusion_weights([x, y], training=training)
         return self.blend(x, y, w2)
 
@@ -94,6 +98,17 @@ class IAFF(IAFFCore, keras.layers.Layer):
         branches: tuple of two branch names for both gates, default
             ("local", "global"); ("global", "global") and ("local", "local")
             are the paper's Table 3 ablation.
+        use_batch_norm: bool, default True. False leaves the gates'
+            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
+            branch): the form in which `keras_aff.optimize.fold_batchnorm`
+            returns a trained layer, its BNs folded into the convs (with
+            `use_bias=True`).
+        implementation: "auto" (default), "xla" or "fused". "xla" computes
+            with `keras.ops`; "fused" with the fused Pallas kernel of
+            `keras_aff.kernels` (JAX backend, channels_last, the default
+            branches; off GPUs in Pallas interpret mode: exact but slow);
+            "auto" uses the kernel on JAX with a GPU when the shapes allow
+            and `keras.ops` everywhere else. Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
