@@ -31,6 +31,7 @@ PUBLIC_PACKAGES = (
     "keras_aff.models",
     "keras_aff.export",
     "keras_aff.interop",
+    "keras_aff.optimize",
     "keras_aff.legacy",
     "keras_aff.qat",
 )
