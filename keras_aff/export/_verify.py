@@ -91,6 +91,9 @@ class ExportReport:
         latency_ms: median wall time of one batch-1 call, in ms.
         notes: decisions taken on the way (float32 rebuild, dynamic spatial
             size, ...).
+        batch_norm_folding: what `fold_batchnorm=True` did: BatchNorms
+            folded and the TensorFlow inference graph's op count before and
+            after (`keras_aff.optimize.for_export`), or None.
 
     Example:
 
@@ -117,6 +120,7 @@ class ExportReport:
     checked: list
     latency_ms: float
     notes: list = dataclasses.field(default_factory=list)
+    batch_norm_folding: dict | None = None
 
     def to_dict(self):
         """A JSON-serializable dict of every field.

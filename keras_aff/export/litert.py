@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from keras_aff.export import _verify
+from keras_aff.optimize import for_export
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 500
@@ -235,6 +236,7 @@ def export_litert(
     min_top1_agreement=None,
     num_threads=None,
     max_calibration_samples=MAX_CALIBRATION_SAMPLES,
+    fold_batchnorm=True,
 ):
     """Exports `model` as a verified LiteRT (`.tflite`) model.
 
@@ -288,6 +290,10 @@ def export_litert(
         num_threads: optional int, interpreter threads for the check and
             the latency (default: LiteRT's choice).
         max_calibration_samples: int, default 500. Calibration samples used.
+        fold_batchnorm: bool, default True. Convert
+            `keras_aff.optimize.fold_batchnorm(model)` (checked against
+            `model` first); the report's `batch_norm_folding` gives the op
+            counts before and after. False converts `model` as it is.
 
     Returns:
         An `ExportReport` with the op counts.
@@ -336,6 +342,7 @@ def export_litert(
         samples = calibration
     else:
         samples = _verify.random_inputs(model)
+    model, folding = for_export.fold_for_export(model, samples, fold_batchnorm)
     model32, reference, notes = _verify.prepare_float32(model, samples)
     if calibration is not None and model32 is not model:
         calibration = [np.asarray(a, dtype="float32") for a in calibration]
@@ -411,4 +418,5 @@ def export_litert(
         checked=[f"batch {n}"] + (["batch 1"] if mode != "int8" else []),
         latency_ms=latency,
         notes=notes,
+        batch_norm_folding=folding,
     )

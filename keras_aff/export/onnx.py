@@ -8,6 +8,7 @@ import logging
 import os
 
 from keras_aff.export import _verify
+from keras_aff.optimize import for_export
 
 _ONNX_TYPES = {
     "tensor(float)": "float32",
@@ -61,7 +62,9 @@ class ONNXRunner(_verify.Runner):
         return self.session.run(self.output_names, feed)
 
 
-def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
+def export_onnx(
+    model, path, opset=None, sample_inputs=None, atol=None, fold_batchnorm=True
+):
     """Exports `model` as a verified ONNX model (dynamic batch).
 
     Converted with `tf2onnx.convert.from_keras` (BatchNormalization folds
@@ -83,6 +86,10 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         sample_inputs: optional array, list of arrays or dict name -> array
             to check with; default 4 reproducible standard-normal samples.
         atol: optional float, absolute tolerance replacing the default.
+        fold_batchnorm: bool, default True. Convert
+            `keras_aff.optimize.fold_batchnorm(model)` (checked against
+            `model` first); the report's `batch_norm_folding` gives the op
+            counts before and after. False converts `model` as it is.
 
     Returns:
         An `ExportReport`; `ops` counts the ONNX node types.
@@ -113,6 +120,7 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         samples = _verify.random_inputs(model)
     else:
         samples = _verify.normalize_inputs(model, sample_inputs)
+    model, folding = for_export.fold_for_export(model, samples, fold_batchnorm)
     model32, reference, notes = _verify.prepare_float32(model, samples)
     signature = [
         tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name)
@@ -176,4 +184,5 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         checked=[f"batch {n}", "batch 1"],
         latency_ms=latency,
         notes=notes,
+        batch_norm_folding=folding,
     )

@@ -11,6 +11,7 @@ import tempfile
 import numpy as np
 
 from keras_aff.export import _verify
+from keras_aff.optimize import for_export
 
 # Run by `run_saved_model_standalone` in a fresh interpreter. Importing
 # keras, tf_keras or keras_aff fails there, as in a serving process that
@@ -165,6 +166,7 @@ def export_saved_model(
     dynamic_spatial=True,
     atol=None,
     standalone_check=True,
+    fold_batchnorm=True,
 ):
     """Exports `model` as a verified SavedModel for TensorFlow Serving.
 
@@ -195,6 +197,10 @@ def export_saved_model(
         atol: optional float, absolute tolerance replacing the default.
         standalone_check: bool, default True. Also serve the artifact from
             a fresh process without keras / keras_aff (a few seconds).
+        fold_batchnorm: bool, default True. Convert
+            `keras_aff.optimize.fold_batchnorm(model)` (checked against
+            `model` first); the report's `batch_norm_folding` gives the op
+            counts before and after. False converts `model` as it is.
 
     Returns:
         An `ExportReport` (`ops` is None for SavedModel).
@@ -219,6 +225,7 @@ def export_saved_model(
     else:
         samples = _verify.normalize_inputs(model, sample_inputs)
     reference = _verify.keras_outputs(model, samples)
+    model, folding = for_export.fold_for_export(model, samples, fold_batchnorm)
     notes = []
     export_model = model
     relaxed = None
@@ -288,4 +295,5 @@ def export_saved_model(
         checked=checked,
         latency_ms=latency,
         notes=notes,
+        batch_norm_folding=folding,
     )
