@@ -289,10 +289,11 @@ class ContextBranchCore:
             kernel_regularizer=_fresh(*reg),
             **conv,
         )
+        # Created in this order (conv1, bn1, conv2, bn2): it is the order of
+        # the variables, which `.keras` files store optimizer slots by.
         self.bn1 = self.bn2 = None
         if use_batch_norm:
             self.bn1 = layers.BatchNormalization(name="bn1", **bn)
-            self.bn2 = layers.BatchNormalization(name="bn2", **bn)
         self.conv2 = conv_cls(
             channels,
             name="conv2",
@@ -300,6 +301,8 @@ class ContextBranchCore:
             kernel_regularizer=_fresh(*reg),
             **conv,
         )
+        if use_batch_norm:
+            self.bn2 = layers.BatchNormalization(name="bn2", **bn)
         if data_format == "channels_last":
             self.spatial_axes = tuple(range(1, rank - 1))
             self.to_last = self.to_first = None
