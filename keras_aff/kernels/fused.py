@@ -54,7 +54,8 @@ def _channels_ok(shape):
 
 def auto_applies(shape, dtype):
     """Whether `implementation="auto"` runs the kernel for an input of
-    `shape`: on a GPU, with static dims and channels a multiple of 16.
+    `shape`: on a GPU, with static dims and channels a multiple of 16, in
+    a JAX that still has Pallas' Triton backend.
 
     Example:
 
@@ -62,7 +63,11 @@ def auto_applies(shape, dtype):
     >>> fused.auto_applies((8, 56, 56, 24), "float32")  # 24 channels: no
     False
     """
-    return on_gpu() and _channels_ok(tuple(shape))
+    return (
+        on_gpu()
+        and gate_chain.pltriton is not None
+        and _channels_ok(tuple(shape))
+    )
 
 
 def check_shape(layer, shape):
