@@ -93,7 +93,7 @@ class ExportReport:
             size, ...).
         batch_norm_folding: what `fold_batchnorm=True` did: BatchNorms
             folded and the TensorFlow inference graph's op count before and
-            after (`keras_aff.optimize.for_export`), or None.
+            after (`keras_aff.export.folding`), or None.
 
     Example:
 

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from keras_aff.export import _verify
-from keras_aff.optimize import for_export
+from keras_aff.export import folding
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 500
@@ -342,7 +342,7 @@ def export_litert(
         samples = calibration
     else:
         samples = _verify.random_inputs(model)
-    model, folding = for_export.fold_for_export(model, samples, fold_batchnorm)
+    model, folded = folding.fold_for_export(model, samples, fold_batchnorm)
     model32, reference, notes = _verify.prepare_float32(model, samples)
     if calibration is not None and model32 is not model:
         calibration = [np.asarray(a, dtype="float32") for a in calibration]
@@ -418,5 +418,5 @@ def export_litert(
         checked=[f"batch {n}"] + (["batch 1"] if mode != "int8" else []),
         latency_ms=latency,
         notes=notes,
-        batch_norm_folding=folding,
+        batch_norm_folding=folded,
     )

@@ -8,7 +8,7 @@ import logging
 import os
 
 from keras_aff.export import _verify
-from keras_aff.optimize import for_export
+from keras_aff.export import folding
 
 _ONNX_TYPES = {
     "tensor(float)": "float32",
@@ -120,7 +120,7 @@ def export_onnx(
         samples = _verify.random_inputs(model)
     else:
         samples = _verify.normalize_inputs(model, sample_inputs)
-    model, folding = for_export.fold_for_export(model, samples, fold_batchnorm)
+    model, folded = folding.fold_for_export(model, samples, fold_batchnorm)
     model32, reference, notes = _verify.prepare_float32(model, samples)
     signature = [
         tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name)
@@ -184,5 +184,5 @@ def export_onnx(
         checked=[f"batch {n}", "batch 1"],
         latency_ms=latency,
         notes=notes,
-        batch_norm_folding=folding,
+        batch_norm_folding=folded,
     )

@@ -11,7 +11,7 @@ import tempfile
 import numpy as np
 
 from keras_aff.export import _verify
-from keras_aff.optimize import for_export
+from keras_aff.export import folding
 
 # Run by `run_saved_model_standalone` in a fresh interpreter. Importing
 # keras, tf_keras or keras_aff fails there, as in a serving process that
@@ -225,7 +225,7 @@ def export_saved_model(
     else:
         samples = _verify.normalize_inputs(model, sample_inputs)
     reference = _verify.keras_outputs(model, samples)
-    model, folding = for_export.fold_for_export(model, samples, fold_batchnorm)
+    model, folded = folding.fold_for_export(model, samples, fold_batchnorm)
     notes = []
     export_model = model
     relaxed = None
@@ -295,5 +295,5 @@ def export_saved_model(
         checked=checked,
         latency_ms=latency,
         notes=notes,
-        batch_norm_folding=folding,
+        batch_norm_folding=folded,
     )

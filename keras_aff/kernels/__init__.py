@@ -2,6 +2,8 @@
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
+- `keras_aff.kernels.chain_body`: what one launch computes (`Plan`) and
+  the math, written once for the kernel and its reference.
 - `keras_aff.kernels.gate_chain`: the MS-CAM gate chain of MSCAM, AFF and
   IAFF as one Pallas kernel per tile of positions, with its `jnp`
   reference and a `jax.custom_vjp`.

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from keras_aff.kernels import chain_body
 from keras_aff.kernels import gate_chain
 
 CHANNEL_MULTIPLE = 16  # Triton's matmul tiles are at least 16 wide
@@ -127,7 +128,7 @@ class _Call:
         )
 
     def run(self, target, params):
-        plan = gate_chain.make_plan(
+        plan = chain_body.make_plan(
             self.kind,
             len(params),
             target,
@@ -196,7 +197,7 @@ def _conv(conv, size):
 def _local_params(call, branch, g, previous, training):
     """The five kernel arrays of one gate: its local branch with both BNs
     folded (batch statistics from the kernel in training) and `g`."""
-    hidden = gate_chain.make_plan(
+    hidden = chain_body.make_plan(
         "fuse", 1, ("out",), 1, call.shape[-1], call.inter_channels
     ).hidden
     c, channels = call.inter_channels, call.shape[-1]

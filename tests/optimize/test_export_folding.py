@@ -8,7 +8,7 @@ import pytest
 
 from keras_aff import export
 from keras_aff import layers
-from keras_aff.optimize import for_export
+from keras_aff.export import folding
 
 pytestmark = pytest.mark.export
 
@@ -79,9 +79,7 @@ def test_a_subclassed_model_is_exported_unfolded():
 
     sub = Sub()
     sub(np.zeros((1, 2), "float32"))
-    model, summary = for_export.fold_for_export(
-        sub, [np.ones((1, 2), "float32")]
-    )
+    model, summary = folding.fold_for_export(sub, [np.ones((1, 2), "float32")])
     assert model is sub
     assert summary["batch_norms_folded"] == 0
     assert "subclassed" in summary["reason"]

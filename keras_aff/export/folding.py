@@ -1,20 +1,21 @@
-"""BatchNorm folding as the exporters use it, with its op counts.
+"""BatchNorm folding before conversion, with its op counts.
 
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 `keras_aff.export.export_saved_model`, `export_litert` and `export_onnx`
 take `fold_batchnorm=True` (the default) and call `fold_for_export` once
-before converting: the model is replaced by `fold_batchnorm(model)`, the
-folded model is checked against the original on the export's sample
-inputs, and the report's `batch_norm_folding` gives the number of folded
-BatchNorms and the TensorFlow inference graph's op count before and
-after. TensorFlow is imported only here, inside the functions.
+before converting: the model is replaced by
+`keras_aff.optimize.fold_batchnorm(model)`, the folded model is checked
+against the original on the export's sample inputs, and the report's
+`batch_norm_folding` gives the number of folded BatchNorms and the
+TensorFlow inference graph's op count before and after.
 """
 
 import keras
 import numpy as np
 
 from keras_aff import _validation
+from keras_aff.export import _verify
 from keras_aff.optimize.fold import fold_batchnorm
 
 # Graph bookkeeping, not computation.
@@ -39,11 +40,11 @@ def graph_op_count(model):
 
     Example:
 
-    >>> from keras_aff.optimize import for_export
+    >>> from keras_aff.export import folding
     >>> x = keras.Input((4, 4, 3))
     >>> h = keras.layers.Conv2D(4, 1)(x)
     >>> model = keras.Model(x, keras.layers.BatchNormalization()(h))
-    >>> for_export.graph_op_count(model) > 3
+    >>> folding.graph_op_count(model) > 3
     True
     """
     import tensorflow as tf
@@ -86,11 +87,11 @@ def fold_for_export(model, samples, enabled=True):
 
     Example:
 
-    >>> from keras_aff.optimize import for_export
+    >>> from keras_aff.export import folding
     >>> x = keras.Input((4, 4, 8))
     >>> model = keras.Model(x, keras_aff.layers.AFF()([x, x]))
     >>> samples = [np.ones((2, 4, 4, 8), "float32")]
-    >>> folded, summary = for_export.fold_for_export(model, samples)
+    >>> folded, summary = folding.fold_for_export(model, samples)
     >>> summary["batch_norms_folded"]
     4
     >>> summary["graph_ops_after"] < summary["graph_ops_before"]
@@ -112,9 +113,7 @@ def fold_for_export(model, samples, enabled=True):
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, got))
     scale = max(float(np.max(np.abs(a))) for a in expected)
     if not diff <= FOLD_RTOL * max(1.0, scale):
-        from keras_aff.export import ExportVerificationError
-
-        raise ExportVerificationError(
+        raise _verify.ExportVerificationError(
             "The BatchNorm-folded model does not reproduce the model: max "
             f"|folded - original| {diff:.3g} > {FOLD_RTOL} * max(1, "
             f"{scale:.3g}). Export with fold_batchnorm=False."
