@@ -20,6 +20,7 @@ Example:
         --out benchmarks/results/models_cpu.json
     python benchmarks/models.py --size 64 --repeats 1 --warmup 1   # smoke
     python benchmarks/models.py --backend jax --dtype-policy mixed_bfloat16
+    python benchmarks/models.py --folded   # + both with BatchNorm folded
 """
 
 import argparse
@@ -53,15 +54,22 @@ def build(fusion, size):
     return AFFResNet50(fusion=fusion, input_shape=(size, size, 3))
 
 
-def measure(batch, size, repeats, warmup, modes):
+def measure(batch, size, repeats, warmup, modes, folded=False):
     x = np.random.default_rng(0).uniform(-1, 1, (batch, size, size, 3))
     x = x.astype("float32")
     # One model object per (fusion, mode): each keeps its own compiled
     # predict function, so the timed calls can be interleaved.
     runs = {}
-    for fusion in FUSIONS:
+    fusions = FUSIONS
+    if folded:
+        fusions += tuple(f"{f} folded" for f in FUSIONS)
+    for fusion in fusions:
         for mode, jit in modes.items():
-            model = build(fusion, size)
+            model = build(fusion.split()[0], size)
+            if fusion.endswith("folded"):
+                from keras_aff.optimize import fold_batchnorm
+
+                model = fold_batchnorm(model)
             model.compile(jit_compile=jit)
             start = time.perf_counter()
             model.predict_on_batch(x)
@@ -88,14 +96,14 @@ def measure(batch, size, repeats, warmup, modes):
             "min_ms_per_batch": round(min(run["times"]) * 1e3, 1),
             "first_call_s": round(run["first_call_s"], 2),
         }
-    ratios = {
-        mode: round(
-            results["aff"][mode]["images_per_s"]
-            / results["add"][mode]["images_per_s"],
-            3,
-        )
-        for mode in modes
-    }
+    ratios = {}
+    for suffix in ("", " folded") if folded else ("",):
+        for mode in modes:
+            ratios[mode + suffix] = round(
+                results["aff" + suffix][mode]["images_per_s"]
+                / results["add" + suffix][mode]["images_per_s"],
+                3,
+            )
     return results, ratios
 
 
@@ -105,6 +113,11 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--folded",
+        action="store_true",
+        help="also time both networks with their BatchNorms folded",
+    )
     _bench.add_backend_arguments(parser)
     parser.add_argument("--out", default=None, help="also write JSON here")
     args = parser.parse_args(argv)
@@ -117,7 +130,7 @@ def main(argv=None):
     _bench.select_backend(parser, args.backend, args.dtype_policy)
     modes = BACKEND_MODES[args.backend]
     results, ratios = measure(
-        args.batch, args.size, args.repeats, args.warmup, modes
+        args.batch, args.size, args.repeats, args.warmup, modes, args.folded
     )
     versions, machine = _bench.versions_and_machine()
     report = {

@@ -10,6 +10,7 @@ Subpackages:
 - `keras_aff.export`: verified SavedModel, LiteRT and ONNX exports
   (TensorFlow backend; TensorFlow is imported only when you export).
 - `keras_aff.interop`: weights of the official PyTorch implementation.
+- `keras_aff.optimize`: inference rewrites (`fold_batchnorm`).
 - `keras_aff.legacy` (tf_keras twin) and `keras_aff.qat` (tfmot
   quantization-aware training) are imported on demand: they need the `qat`
   extra.
@@ -26,5 +27,6 @@ from keras_aff import export  # noqa: E402
 from keras_aff import interop  # noqa: E402
 from keras_aff import layers  # noqa: E402
 from keras_aff import models  # noqa: E402
+from keras_aff import optimize  # noqa: E402
 
-__all__ = ["__version__", "export", "interop", "layers", "models"]
+__all__ = ["__version__", "export", "interop", "layers", "models", "optimize"]

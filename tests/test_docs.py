@@ -57,7 +57,8 @@ def _resolve(name):
 
 
 @pytest.mark.parametrize(
-    "package", ["layers", "models", "export", "interop", "legacy", "qat"]
+    "package",
+    ["layers", "models", "export", "interop", "optimize", "legacy", "qat"],
 )
 def test_api_pages_document_every_public_name(package):
     documented = {id(_resolve(name)) for _, name in _directives()}

@@ -39,6 +39,7 @@ PUBLIC_PACKAGES = (
     "keras_aff.models",
     "keras_aff.export",
     "keras_aff.interop",
+    "keras_aff.optimize",
     "keras_aff.legacy",
     "keras_aff.qat",
     "keras_aff.cli",

@@ -22,6 +22,7 @@ from keras_aff._validation import check_int
 from keras_aff._validation import check_number
 from keras_aff.export import checks
 from keras_aff.export import environment
+from keras_aff.export import folding
 from keras_aff.export import litert_ops
 from keras_aff.export import model_io
 from keras_aff.export import pipeline
@@ -214,6 +215,7 @@ def verify_litert(
     num_threads=None,
     notes=None,
     about="",
+    report_fields=None,
 ):
     """Checks a LiteRT flatbuffer against its Keras model and writes it to
     `path` (None: writes nothing); returns its `ExportReport`.
@@ -246,6 +248,7 @@ def verify_litert(
         quantization=quantization,
         notes=notes,
         after_checks=lambda runner: _xnnpack_fields(runner, notes),
+        report_fields=dict(report_fields or {}),
     )
     found = pipeline.batch_checks(
         samples, reference, batch_one=mode != "int8", about=about
@@ -299,6 +302,7 @@ def export_litert(
     min_top1_agreement=None,
     num_threads=None,
     max_calibration_samples=MAX_CALIBRATION_SAMPLES,
+    fold_batchnorm=True,
 ):
     """Exports `model` as a verified LiteRT (`.tflite`) model.
 
@@ -355,6 +359,10 @@ def export_litert(
         num_threads: optional int, interpreter threads for the check and
             the latency (default: LiteRT's choice).
         max_calibration_samples: int, default 500. Calibration samples used.
+        fold_batchnorm: bool, default True. Convert
+            `keras_aff.optimize.fold_batchnorm(model)` (checked against
+            `model` first); the report's `batch_norm_folding` gives the op
+            counts before and after. False converts `model` as it is.
 
     Returns:
         An `ExportReport` with the op counts and `xnnpack`; for "int8" also
@@ -410,6 +418,7 @@ def export_litert(
     calibration, samples = _data(
         model, quantization, representative_data, sample_inputs, limit
     )
+    model, folded = folding.fold_for_export(model, samples, fold_batchnorm)
     model32, reference, notes = rebuild.prepare_float32(model, samples)
     dataset = None
     if quantization == "int8":
@@ -436,4 +445,5 @@ def export_litert(
         num_threads=num_threads,
         notes=notes,
         about=" (the calibration data)" if quantization == "int8" else "",
+        report_fields={"batch_norm_folding": folded},
     )

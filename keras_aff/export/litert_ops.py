@@ -60,10 +60,11 @@ class _Graph:
         self.ops = interpreter._get_ops_details()
         self.inputs = {d["index"] for d in interpreter.get_input_details()}
         self.outputs = {d["index"] for d in interpreter.get_output_details()}
-        self.producers, self.consumers = {}, {}
+        self.producers, self.consumers, self.producer_ops = {}, {}, {}
         for op in self.ops:
             for i in op["outputs"]:
                 self.producers[i] = op["op_name"]
+                self.producer_ops[i] = op
             for i in op["inputs"]:
                 if i >= 0:
                     self.consumers.setdefault(i, []).append(op["op_name"])
@@ -74,7 +75,7 @@ class _Graph:
     def allowed_float(self, i):
         """A non-int8 tensor that an int8 graph may hold: a float input
         read only by QUANTIZE, a float output written by DEQUANTIZE, an
-        integer constant, or an unused tensor."""
+        integer constant, integer shape arithmetic, or an unused tensor."""
         consumers = self.consumers.get(i, [])
         if i in self.inputs and set(consumers) <= {"QUANTIZE"}:
             return True
@@ -83,7 +84,27 @@ class _Graph:
         constant = i not in self.producers and i not in self.inputs
         if constant and self.dtype(i) in _INTEGER_AUX:
             return True
+        if self.is_shape_arithmetic(i):
+            return True
         return not (i in self.producers or consumers or i in self.outputs)
+
+    def is_shape_arithmetic(self, i, seen=None):
+        """An integer tensor computed from a SHAPE op and integer constants
+        only (run-time sizes, e.g. for a RESHAPE): metadata, not data."""
+        if self.dtype(i) not in _INTEGER_AUX or i in self.inputs:
+            return False
+        op = self.producer_ops.get(i)
+        if op is None:
+            return True  # an integer constant
+        if op["op_name"] == "SHAPE":
+            return True
+        seen = set() if seen is None else seen
+        if i in seen:
+            return False
+        seen.add(i)
+        return all(
+            self.is_shape_arithmetic(j, seen) for j in op["inputs"] if j >= 0
+        )
 
     def float_tensors(self):
         islands = []

@@ -9,6 +9,7 @@ import logging
 from keras_aff._validation import check_int
 from keras_aff.export import checks
 from keras_aff.export import environment
+from keras_aff.export import folding
 from keras_aff.export import model_io
 from keras_aff.export import pipeline
 from keras_aff.export import rebuild
@@ -32,7 +33,9 @@ def _convert(tf2onnx, model32, signature, opset, path, notes):
     return {"ops": dict(sorted(ops.items()))}
 
 
-def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
+def export_onnx(
+    model, path, opset=None, sample_inputs=None, atol=None, fold_batchnorm=True
+):
     """Exports `model` as a verified ONNX model (dynamic batch).
 
     Converted with `tf2onnx.convert.from_keras` (BatchNormalization folds
@@ -54,6 +57,10 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         sample_inputs: optional array, list of arrays or dict name -> array
             to check with; default 4 reproducible standard-normal samples.
         atol: optional float, absolute tolerance replacing the default.
+        fold_batchnorm: bool, default True. Convert
+            `keras_aff.optimize.fold_batchnorm(model)` (checked against
+            `model` first); the report's `batch_norm_folding` gives the op
+            counts before and after. False converts `model` as it is.
 
     Returns:
         An `ExportReport`; `ops` counts the ONNX node types.
@@ -91,6 +98,7 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         samples = model_io.random_inputs(model)
     else:
         samples = model_io.normalize_inputs(model, sample_inputs)
+    model, folded = folding.fold_for_export(model, samples, fold_batchnorm)
     model32, reference, notes = rebuild.prepare_float32(model, samples)
     signature = [
         tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name)
@@ -106,6 +114,7 @@ def export_onnx(model, path, opset=None, sample_inputs=None, atol=None):
         open_runner=lambda tmp: ONNXRunner(tmp, names),
         policy=checks.Policy(atol=atol),
         notes=notes,
+        report_fields={"batch_norm_folding": folded},
     )
     return pipeline.verify_and_commit(
         path, artifact, pipeline.batch_checks(samples, reference)

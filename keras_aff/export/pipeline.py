@@ -69,6 +69,8 @@ class Artifact:
         notes: the report's notes; the steps may append to it.
         after_checks: optional `after_checks(runner)` -> dict of extra
             fields, called once every check passed.
+        report_fields: extra `ExportReport` fields known before writing
+            (e.g. `batch_norm_folding`).
     """
 
     format: str
@@ -79,6 +81,7 @@ class Artifact:
     quantization: str | None = None
     notes: list = dataclasses.field(default_factory=list)
     after_checks: Callable | None = None
+    report_fields: dict = dataclasses.field(default_factory=dict)
 
 
 def _run_checks(artifact, runner, found):
@@ -106,7 +109,8 @@ def verify_and_commit(path, artifact, found):
             what was there before is untouched.
     """
     with StagedPath(path) as stage:
-        fields = dict(artifact.write(stage.tmp) or {})
+        fields = dict(artifact.report_fields)
+        fields.update(artifact.write(stage.tmp) or {})
         runner = artifact.open_runner(stage.tmp)
         parts, tolerance = _run_checks(artifact, runner, found)
         latency = runner.latency_ms(take(found[0].inputs, slice(0, 1)))

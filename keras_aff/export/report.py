@@ -147,6 +147,7 @@ class ExportReport:
     inner_quantize_ops: int | None = None
     tensor_dtypes: dict | None = None
     output_step: float | None = None
+    batch_norm_folding: dict | None = None
 
     def to_dict(self):
         """A JSON-serializable dict of every field."""

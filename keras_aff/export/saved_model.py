@@ -13,6 +13,7 @@ import numpy as np
 from keras_aff._validation import check_bool
 from keras_aff.export import checks
 from keras_aff.export import environment
+from keras_aff.export import folding
 from keras_aff.export import model_io
 from keras_aff.export import pipeline
 from keras_aff.export import rebuild
@@ -166,6 +167,7 @@ def export_saved_model(
     dynamic_spatial=True,
     atol=None,
     standalone_check=True,
+    fold_batchnorm=True,
 ):
     """Exports `model` as a verified SavedModel for TensorFlow Serving.
 
@@ -196,6 +198,10 @@ def export_saved_model(
         atol: optional float, absolute tolerance replacing the default.
         standalone_check: bool, default True. Also serve the artifact from
             a fresh process without keras / keras_aff (a few seconds).
+        fold_batchnorm: bool, default True. Convert
+            `keras_aff.optimize.fold_batchnorm(model)` (checked against
+            `model` first); the report's `batch_norm_folding` gives the op
+            counts before and after. False converts `model` as it is.
 
     Returns:
         An `ExportReport` (`ops` is None for SavedModel).
@@ -232,6 +238,7 @@ def export_saved_model(
     else:
         samples = model_io.normalize_inputs(model, sample_inputs)
     reference = model_io.keras_outputs(model, samples)
+    model, folded = folding.fold_for_export(model, samples, fold_batchnorm)
     found = pipeline.batch_checks(samples, reference)
     export_model, notes = model, []
     if dynamic_spatial:
@@ -254,5 +261,6 @@ def export_saved_model(
         ),
         policy=checks.Policy(atol=atol),
         notes=notes,
+        report_fields={"batch_norm_folding": folded},
     )
     return pipeline.verify_and_commit(path, artifact, found)

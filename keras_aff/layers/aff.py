@@ -7,6 +7,7 @@ import keras
 
 from keras_aff import _validation
 from keras_aff.layers import align
+from keras_aff.layers import dispatch
 from keras_aff.layers import gate
 from keras_aff.layers.kit import KERAS3
 
@@ -31,6 +32,8 @@ class AFFCore:
         branches=gate.DEFAULT_BRANCHES,
         align_inputs=False,
         resize_interpolation="bilinear",
+        use_batch_norm=True,
+        implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -45,6 +48,8 @@ class AFFCore:
             kernel_regularizer,
             data_format,
             branches,
+            use_batch_norm,
+            implementation,
         )
         for name, value in arguments.items():
             setattr(self, name, value)
@@ -81,6 +86,9 @@ class AFFCore:
 
     def call(self, inputs, training=None):
         x, y = align.aligned_pair(self, inputs, training)
+        fused = dispatch.fused_kernels(self, x)
+        if fused is not None:
+            return fused.aff(self, x, y, training)
         return self.blend(x, y, self._gate_weights(x, y, training))
 
     def blend(self, x, y, w):
@@ -156,6 +164,17 @@ class AFF(AFFCore, keras.layers.Layer):
             `align_inputs=False`.
         resize_interpolation: "bilinear" (default) or "nearest", the resize
             of `y` when `align_inputs=True`.
+        use_batch_norm: bool, default True. False leaves the gates'
+            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
+            branch): the form in which `keras_aff.optimize.fold_batchnorm`
+            returns a trained layer, its BNs folded into the convs (with
+            `use_bias=True`).
+        implementation: "auto" (default), "xla" or "fused". "xla" computes
+            with `keras.ops`; "fused" with the fused Pallas kernel of
+            `keras_aff.kernels` (JAX backend, channels_last, the default
+            branches; off GPUs in Pallas interpret mode: exact but slow);
+            "auto" uses the kernel on JAX with a GPU when the shapes allow
+            and `keras.ops` everywhere else. Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:

@@ -43,6 +43,8 @@ GATE_ARGUMENTS = (
     "kernel_regularizer",
     "data_format",
     "branches",
+    "use_batch_norm",
+    "implementation",
 )
 
 
@@ -82,6 +84,8 @@ def gate_arguments(
     kernel_regularizer,
     data_format,
     branches,
+    use_batch_norm=True,
+    implementation="auto",
 ):
     """Checks the gate's arguments; returns them by name, canonical.
 
@@ -91,11 +95,13 @@ def gate_arguments(
     >>> args = gate.gate_arguments(
     ...     kit.KERAS3, 4, True, 0.9, 1e-5, False, "glorot_uniform", None,
     ...     None, ("local", "global"))
-    >>> args["data_format"], args["reduction_ratio"]
-    ('channels_last', 4)
+    >>> args["data_format"], args["reduction_ratio"], args["implementation"]
+    ('channels_last', 4, 'auto')
     """
+    from keras_aff.layers import dispatch  # it imports this module
+
     check = _validation
-    return {
+    arguments = {
         "reduction_ratio": check.check_int(
             "reduction_ratio", reduction_ratio, min_value=1
         ),
@@ -117,7 +123,13 @@ def gate_arguments(
             data_format, kit.image_data_format()
         ),
         "branches": check_branches(branches),
+        "use_batch_norm": check.check_bool("use_batch_norm", use_batch_norm),
+        "implementation": check.check_choice(
+            "implementation", implementation, dispatch.IMPLEMENTATIONS
+        ),
     }
+    dispatch.check_fused_support(kit, arguments)
+    return arguments
 
 
 def gate_config(layer):
@@ -144,6 +156,8 @@ def gate_config(layer):
         ),
         "data_format": layer.data_format,
         "branches": list(layer.branches),
+        "use_batch_norm": layer.use_batch_norm,
+        "implementation": layer.implementation,
     }
 
 
@@ -190,6 +204,7 @@ def build_gate(layer, name, shape, gate_cls, num_inputs=None):
     )
     config = gate_config(layer)
     del config["reduction_ratio"]  # the gate takes `inter_channels`
+    del config["implementation"]  # the layer's choice, not the gate's
     if num_inputs is not None:
         config["num_inputs"] = num_inputs
     gate = gate_cls(
@@ -235,7 +250,10 @@ def _fresh(getter, config):
 class ContextBranchCore:
     """One MS-CAM branch: [global average ->] 1x1 conv (C -> c) -> BN ->
     ReLU -> 1x1 conv (c -> C) -> BN. A "global" branch averages over the
-    spatial axes first, keeping them, so its output broadcasts back.
+    spatial axes first, keeping them, so its output broadcasts back. With
+    `use_batch_norm=False` the BNs are left out (`bn1` and `bn2` are None):
+    the form of a gate whose BNs were folded into its convs
+    (`keras_aff.optimize.fold_batchnorm`).
 
     The convs and BNs always run channels_last; with `channels_first` the
     branch transposes in and out. TF's CPU kernels cannot run NCHW
@@ -256,6 +274,7 @@ class ContextBranchCore:
         kernel_initializer,
         kernel_regularizer,
         data_format,
+        use_batch_norm=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -286,7 +305,11 @@ class ContextBranchCore:
             kernel_regularizer=_fresh(*reg),
             **conv,
         )
-        self.bn1 = layers.BatchNormalization(name="bn1", **bn)
+        # Created in this order (conv1, bn1, conv2, bn2): it is the order of
+        # the variables, which `.keras` files store optimizer slots by.
+        self.bn1 = self.bn2 = None
+        if use_batch_norm:
+            self.bn1 = layers.BatchNormalization(name="bn1", **bn)
         self.conv2 = conv_cls(
             channels,
             name="conv2",
@@ -294,7 +317,8 @@ class ContextBranchCore:
             kernel_regularizer=_fresh(*reg),
             **conv,
         )
-        self.bn2 = layers.BatchNormalization(name="bn2", **bn)
+        if use_batch_norm:
+            self.bn2 = layers.BatchNormalization(name="bn2", **bn)
         if data_format == "channels_last":
             self.spatial_axes = tuple(range(1, rank - 1))
             self.to_last = self.to_first = None
@@ -308,6 +332,8 @@ class ContextBranchCore:
         if self.to_last is not None:
             shape = tuple(shape[i] for i in self.to_last)
         for layer in (self.conv1, self.bn1, self.conv2, self.bn2):
+            if layer is None:  # use_batch_norm=False
+                continue
             self.kit.build_child(layer, shape)
             shape = tuple(layer.compute_output_shape(shape))
 
@@ -318,8 +344,12 @@ class ContextBranchCore:
             z = ops.mean(z, self.spatial_axes)
         if self.to_last is not None:
             z = ops.transpose(z, self.to_last)
-        z = self.bn1(self.conv1(z), training=training)
-        z = self.bn2(self.conv2(ops.relu(z)), training=training)
+        z = self.conv1(z)
+        if self.bn1 is not None:
+            z = self.bn1(z, training=training)
+        z = self.conv2(ops.relu(z))
+        if self.bn2 is not None:
+            z = self.bn2(z, training=training)
         if self.to_first is not None:
             z = ops.transpose(z, self.to_first)
         return z

@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import keras
 
 from keras_aff.layers import align
+from keras_aff.layers import dispatch
 from keras_aff.layers import gate
 from keras_aff.layers.aff import AFFCore
 from keras_aff.layers.kit import KERAS3
@@ -50,6 +51,9 @@ class IAFFCore(AFFCore):
 
     def call(self, inputs, training=None):
         x, y = align.aligned_pair(self, inputs, training)
+        fused = dispatch.fused_kernels(self, x)
+        if fused is not None:
+            return fused.iaff(self, x, y, training)
         _, w2 = self._gate_weights(x, y, training)
         return self.blend(x, y, w2)
 
@@ -104,6 +108,17 @@ class IAFF(IAFFCore, keras.layers.Layer):
             `align_inputs=False`.
         resize_interpolation: "bilinear" (default) or "nearest", the resize
             of `y` when `align_inputs=True`.
+        use_batch_norm: bool, default True. False leaves the gates'
+            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
+            branch): the form in which `keras_aff.optimize.fold_batchnorm`
+            returns a trained layer, its BNs folded into the convs (with
+            `use_bias=True`).
+        implementation: "auto" (default), "xla" or "fused". "xla" computes
+            with `keras.ops`; "fused" with the fused Pallas kernel of
+            `keras_aff.kernels` (JAX backend, channels_last, the default
+            branches; off GPUs in Pallas interpret mode: exact but slow);
+            "auto" uses the kernel on JAX with a GPU when the shapes allow
+            and `keras.ops` everywhere else. Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:

@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import keras
 
 from keras_aff import _validation
+from keras_aff.layers import dispatch
 from keras_aff.layers import gate
 from keras_aff.layers.kit import KERAS3
 
@@ -24,6 +25,8 @@ class MSCAMCore:
         kernel_regularizer=None,
         data_format=None,
         branches=gate.DEFAULT_BRANCHES,
+        use_batch_norm=True,
+        implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -38,6 +41,8 @@ class MSCAMCore:
             kernel_regularizer,
             data_format,
             branches,
+            use_batch_norm,
+            implementation,
         )
         for name, value in arguments.items():
             setattr(self, name, value)
@@ -65,6 +70,9 @@ class MSCAMCore:
         return self.attention(inputs, training=training)
 
     def call(self, inputs, training=None):
+        fused = dispatch.fused_kernels(self, inputs)
+        if fused is not None:
+            return fused.mscam(self, inputs, training)
         return inputs * self.attention(inputs, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -105,6 +113,17 @@ class MSCAM(MSCAMCore, keras.layers.Layer):
         branches: tuple of two branch names, default ("local", "global");
             ("global", "global") and ("local", "local") are the paper's
             Table 3 ablation.
+        use_batch_norm: bool, default True. False leaves the gates'
+            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
+            branch): the form in which `keras_aff.optimize.fold_batchnorm`
+            returns a trained layer, its BNs folded into the convs (with
+            `use_bias=True`).
+        implementation: "auto" (default), "xla" or "fused". "xla" computes
+            with `keras.ops`; "fused" with the fused Pallas kernel of
+            `keras_aff.kernels` (JAX backend, channels_last, the default
+            branches; off GPUs in Pallas interpret mode: exact but slow);
+            "auto" uses the kernel on JAX with a GPU when the shapes allow
+            and `keras.ops` everywhere else. Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:

@@ -70,6 +70,12 @@ class MultiAFF(keras.layers.Layer):
             `keras.config.image_data_format()`).
         branches: tuple of two branch names, default ("local", "global");
             ("global", "global") and ("local", "local") as in `AFF`.
+        use_batch_norm: bool, default True. False leaves the gate's
+            BatchNormalizations out (the form `keras_aff.optimize.
+            fold_batchnorm` returns, see `AFF`).
+        implementation: "auto" (default) or "xla": both compute with
+            `keras.ops` (there is no fused kernel for N inputs; "fused" is
+            an error).
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -110,9 +116,17 @@ class MultiAFF(keras.layers.Layer):
         kernel_regularizer=None,
         data_format=None,
         branches=gate.DEFAULT_BRANCHES,
+        use_batch_norm=True,
+        implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if implementation == "fused":
+            raise ValueError(
+                "Expected `implementation` to be 'auto' or 'xla': MultiAFF "
+                "has no fused kernel (MSCAM, AFF and IAFF do). "
+                + _validation.received("implementation", implementation)
+            )
         arguments = gate.gate_arguments(
             self.kit,
             reduction_ratio,
@@ -124,6 +138,8 @@ class MultiAFF(keras.layers.Layer):
             kernel_regularizer,
             data_format,
             branches,
+            use_batch_norm,
+            implementation,
         )
         for name, value in arguments.items():
             setattr(self, name, value)

@@ -8,7 +8,7 @@ import pytest
 
 from keras_aff import export
 from keras_aff import layers
-from keras_aff.export import litert
+from keras_aff.export import litert_ops
 
 pytestmark = pytest.mark.export
 
@@ -68,7 +68,7 @@ def calibration():
 def test_litert_float32_builtin_ops(model, tmp_path):
     report = export.export_litert(model, tmp_path / "m.tflite")
     assert set(report.ops) == BUILTIN_OPS
-    assert litert._non_builtin(report.ops) == []
+    assert litert_ops.non_builtin(report.ops) == []
     # Conv+BN folded: 2 stem + 1 head, 2 x 2 per gate (AFF 1, IAFF 2,
     # MultiAFF 1), and the two projections.
     assert report.ops["CONV_2D"] == 3 + 4 * 4 + 2

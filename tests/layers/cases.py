@@ -31,6 +31,8 @@ CONFIG_KEYS = {
     "kernel_regularizer",
     "data_format",
     "branches",
+    "use_batch_norm",
+    "implementation",
 }
 ALIGN_KEYS = {"align_inputs", "resize_interpolation"}
 
@@ -161,6 +163,8 @@ def non_default_kwargs(case):
         kernel_regularizer=keras.regularizers.L2(1e-4),
         data_format="channels_first",
         branches=("global", "global"),
+        use_batch_norm=False,
+        implementation="xla",
         name=f"my_{case.name.lower()}",
     )
     if case.has_output_scale:

@@ -60,6 +60,27 @@ GATE_ARGUMENT_ERRORS = [
         "('local', 'spatial')",
     ),
     ("branches_one", {"branches": ["local"]}, ValueError, "('local',)"),
+    ("use_batch_norm_int", {"use_batch_norm": 0}, TypeError, "0"),
+    (
+        "implementation_unknown",
+        {"implementation": "cuda"},
+        ValueError,
+        "'cuda'",
+    ),
+    ("implementation_int", {"implementation": 1}, TypeError, "1"),
+    (
+        # The kernel is channels_last only, on every backend.
+        "implementation_fused_channels_first",
+        {"implementation": "fused", "data_format": "channels_first"},
+        ValueError,
+        "'fused'",
+    ),
+    (
+        "implementation_fused_ablation",
+        {"implementation": "fused", "branches": ("global", "global")},
+        ValueError,
+        "'fused'",
+    ),
     (
         "branches_three",
         {"branches": ("local", "global", "local")},
@@ -100,6 +121,15 @@ def constructor_errors(case):
         for i, kw, exc, value in rows
     ]
     table.append(("unknown_kwarg", {"ratio": 4}, ValueError, r"\{'ratio': 4\}"))
+    if keras.backend.backend() != "jax":  # the fused kernel is JAX only
+        table.append(
+            (
+                "implementation_fused_backend",
+                {"implementation": "fused"},
+                ValueError,
+                received("implementation", "'fused'"),
+            )
+        )
     if not case.has_output_scale:  # MSCAM has none: an unknown argument
         table.append(
             (

@@ -26,7 +26,14 @@ def check_config_round_trip(case, **kwargs):
     config = layer.get_config()
     expected_keys = case.config_keys
     assert set(config) == expected_keys, sorted(set(config) ^ expected_keys)
-    for key in ("reduction_ratio", "use_bias", "bn_momentum", "bn_epsilon"):
+    for key in (
+        "reduction_ratio",
+        "use_bias",
+        "bn_momentum",
+        "bn_epsilon",
+        "use_batch_norm",
+        "implementation",
+    ):
         if key in kwargs:
             assert config[key] == kwargs[key], (key, config[key])
     if "branches" in kwargs:

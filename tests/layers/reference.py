@@ -66,6 +66,8 @@ def _conv1x1(z, kernel, bias):
 
 
 def _batch_norm(z, w, prefix, epsilon, training):
+    if f"{prefix}/moving_mean" not in w:  # use_batch_norm=False
+        return z
     if training:
         axes = tuple(range(z.ndim - 1))
         mean = z.mean(axis=axes)

@@ -17,7 +17,7 @@ import keras_aff
 
 PACKAGE = pathlib.Path(keras_aff.__file__).parent
 # Modules that must be importable without tensorflow and torch.
-BACKEND_AGNOSTIC = ("layers", "interop")
+BACKEND_AGNOSTIC = ("layers", "interop", "kernels", "optimize")
 FORBIDDEN = ("tensorflow", "tf_keras", "torch")
 
 
@@ -78,3 +78,42 @@ def test_import_under_jax_does_not_load_tensorflow():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"backend": "jax", "loaded": []}
+
+
+def test_layers_run_without_jax_on_tensorflow(tmp_path):
+    # The fused kernel (keras_aff.kernels) imports JAX; the layers import it
+    # only on the JAX backend. A jax package that fails to import stands in
+    # for a machine without JAX.
+    (tmp_path / "jax").mkdir()
+    (tmp_path / "jax" / "__init__.py").write_text(
+        "raise ImportError('no jax here')\n"
+    )
+    code = (
+        "import numpy as np, keras, keras_aff\n"
+        "from keras_aff import layers, optimize\n"
+        "x = np.ones((2, 4, 4, 16), 'float32')\n"
+        "outs = [layers.AFF()([x, x]), layers.IAFF()([x, x]),\n"
+        "        layers.MSCAM(implementation='auto')(x)]\n"
+        "i = keras.Input((4, 4, 16))\n"
+        "optimize.fold_batchnorm(keras.Model(i, layers.AFF()([i, i])))\n"
+        "print(keras.backend.backend(), [tuple(o.shape) for o in outs])\n"
+    )
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="tensorflow",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PYTHONPATH=os.pathsep.join(
+            [str(tmp_path), str(PACKAGE.parent)]
+            + [p for p in [os.environ.get("PYTHONPATH")] if p]
+        ),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == "tensorflow [(2, 4, 4, 16), (2, 4, 4, 16), (2, 4, 4, 16)]"
