@@ -9,6 +9,7 @@ from keras_aff import _validation
 from keras_aff.layers import align
 from keras_aff.layers import dispatch
 from keras_aff.layers import gate
+from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
 
@@ -102,7 +103,7 @@ class AFFCore:
     def compute_output_shape(self, input_shape):
         if self.align_inputs:
             return align.aligned_shape(self.name, input_shape)
-        return _validation.check_pair_shapes(self.name, input_shape)
+        return shapes.check_pair_shapes(self.name, input_shape)
 
     def get_config(self):
         config = super().get_config()

@@ -32,6 +32,7 @@ from keras import ops
 
 from keras_aff import _validation
 from keras_aff.layers import gate
+from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -220,10 +221,10 @@ def make_projection(layer, input_shape):
     >>> tuple(p.conv.kernel.shape)
     (1, 32, 16)
     """
-    sx, sy = _validation.check_pair_ranks(layer.name, input_shape)
+    sx, sy = shapes.check_pair_ranks(layer.name, input_shape)
     fmt = layer.data_format
-    rank, cx = _validation.check_feature_shape(layer.name, sx, fmt, 1)
-    _, cy = _validation.check_feature_shape(layer.name, sy, fmt, 1)
+    rank, cx = shapes.check_feature_shape(layer.name, sx, fmt, 1)
+    _, cy = shapes.check_feature_shape(layer.name, sy, fmt, 1)
     if cx == cy:
         return sx, None
     projection = Projection(
@@ -260,7 +261,7 @@ def build_pair(layer, input_shape):
     (1, 1, 32, 16)
     """
     if not layer.align_inputs:
-        return _validation.check_pair_shapes(layer.name, input_shape)
+        return shapes.check_pair_shapes(layer.name, input_shape)
     shape, layer.projection = make_projection(layer, input_shape)
     return shape
 
@@ -275,7 +276,7 @@ def aligned_shape(layer_name, input_shape):
     >>> align.aligned_shape("aff", [(None, 8, 8, 16), (2, 4, 4, 32)])
     (2, 8, 8, 16)
     """
-    sx, sy = _validation.check_pair_ranks(layer_name, input_shape)
+    sx, sy = shapes.check_pair_ranks(layer_name, input_shape)
     return (sx[0] if sx[0] is not None else sy[0],) + tuple(sx[1:])
 
 
@@ -311,7 +312,7 @@ def aligned_pair(layer, inputs, training=None):
     [(2, 8, 8, 16), (2, 8, 8, 16)]
     """
     same = not layer.align_inputs
-    x, y = _validation.check_pair_inputs(layer.name, inputs, same_shape=same)
+    x, y = shapes.check_pair_inputs(layer.name, inputs, same_shape=same)
     gate.ensure_built(layer, [x, y])
     if same:
         return x, y
@@ -408,9 +409,7 @@ class Align(keras.layers.Layer):
         self.channels = shape[-1 if self.data_format == "channels_last" else 1]
 
     def call(self, inputs, training=None):
-        x, y = _validation.check_pair_inputs(
-            self.name, inputs, same_shape=False
-        )
+        x, y = shapes.check_pair_inputs(self.name, inputs, same_shape=False)
         return align_to(self, x, y, self.interpolation, training)
 
     def compute_output_shape(self, input_shape):

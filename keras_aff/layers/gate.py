@@ -30,6 +30,7 @@ import keras
 
 from keras_aff import _validation
 from keras_aff.layers import kit as kit_module
+from keras_aff.layers import shapes
 
 BRANCH_KINDS = ("local", "global")
 DEFAULT_BRANCHES = ("local", "global")
@@ -185,7 +186,7 @@ def gate_dtype(layer):
 
 def build_gate(layer, name, shape, gate_cls, num_inputs=None):
     """Creates and builds one gate of `layer` for a feature map of `shape`
-    (checked by `_validation.check_feature_shape`); with `num_inputs=N`,
+    (checked by `shapes.check_feature_shape`); with `num_inputs=N`,
     the gate of an N-way fusion (N * C logits, see the module docstring).
 
     Example:
@@ -199,7 +200,7 @@ def build_gate(layer, name, shape, gate_cls, num_inputs=None):
     >>> g3.branch1.conv1.filters, g3.branch1.conv2.filters
     (4, 48)
     """
-    rank, channels = _validation.check_feature_shape(
+    rank, channels = shapes.check_feature_shape(
         layer.name, shape, layer.data_format, layer.reduction_ratio
     )
     config = gate_config(layer)

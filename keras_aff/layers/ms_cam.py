@@ -5,9 +5,9 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import keras
 
-from keras_aff import _validation
 from keras_aff.layers import dispatch
 from keras_aff.layers import gate
+from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
 
@@ -48,7 +48,7 @@ class MSCAMCore:
             setattr(self, name, value)
 
     def build(self, input_shape):
-        shape = _validation.check_single_shape(self.name, input_shape)
+        shape = shapes.check_single_shape(self.name, input_shape)
         self.attention = gate.build_gate(
             self, "attention", shape, self.gate_cls
         )

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_aff import _validation
 from keras_aff.layers import gate
+from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
 
@@ -148,7 +149,7 @@ class MultiAFF(keras.layers.Layer):
         )
 
     def build(self, input_shape):
-        shape = _validation.check_same_shapes(self.name, input_shape)
+        shape = shapes.check_same_shapes(self.name, input_shape)
         self.num_inputs = len(input_shape)
         self.attention = gate.build_gate(
             self, "attention", shape, self.gate_cls, self.num_inputs
@@ -177,8 +178,8 @@ class MultiAFF(keras.layers.Layer):
 
     def _checked(self, inputs):
         xs = list(
-            _validation.check_input_shapes(
-                self.name, inputs, _validation.check_same_shapes
+            shapes.check_input_shapes(
+                self.name, inputs, shapes.check_same_shapes
             )
         )
         if self.built and len(xs) != self.num_inputs:
@@ -206,7 +207,7 @@ class MultiAFF(keras.layers.Layer):
         return out
 
     def compute_output_shape(self, input_shape):
-        return _validation.check_same_shapes(self.name, input_shape)
+        return shapes.check_same_shapes(self.name, input_shape)
 
     def get_config(self):
         config = super().get_config()

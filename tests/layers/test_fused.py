@@ -19,6 +19,9 @@ from tests.layers.cases import AFF
 from tests.layers.cases import BACKEND
 from tests.layers.cases import IAFF
 from tests.layers.cases import MSCAM
+from tests.layers.cases import OFFICIAL_CASES
+
+CASES = OFFICIAL_CASES  # MultiAFF has no fused kernel
 
 pytestmark = pytest.mark.skipif(
     BACKEND != "jax", reason="the fused kernel is JAX-only (KERAS_BACKEND=jax)"

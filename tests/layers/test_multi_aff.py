@@ -9,6 +9,7 @@ the same first logits.
 
 import keras
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -73,7 +74,10 @@ def test_two_inputs_with_zero_second_logits_equal_aff(
     for training in (False, True):
         want = to_numpy(aff([x, y], training=training))
         got = to_numpy(multi([x, y], training=training))
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+        # Training mode normalises with the statistics of a batch of 2 over
+        # a few positions: float32 rounding there reaches ~1e-5.
+        atol = 5e-5 if training else 1e-5
+        np.testing.assert_allclose(got, want, atol=atol, rtol=1e-5)
     w_aff = to_numpy(aff.fusion_weights([x, y]))
     w1, w2 = (to_numpy(w) for w in multi.fusion_weights([x, y]))
     np.testing.assert_allclose(w1, w_aff, atol=1e-6)
@@ -132,3 +136,10 @@ def test_symbolic_and_built_input_count():
     assert tuple(out.shape) == (None, None, None, 8)
     assert layer.num_inputs == 4 and layer.channels == 8
     assert tuple(layer.attention.branch1.conv2.kernel.shape) == (1, 1, 4, 32)
+
+
+def test_no_fused_kernel():
+    with pytest.raises(ValueError, match=r"Received: implementation='fused'"):
+        layers.MultiAFF(implementation="fused")
+    for choice in ("auto", "xla"):
+        assert layers.MultiAFF(implementation=choice).implementation == choice
