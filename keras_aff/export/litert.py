@@ -386,7 +386,7 @@ def export_litert(
     >>> b = keras.layers.Conv2D(4, 1)(inp)
     >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
     >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))  # logits
     >>> x = np.random.default_rng(0).normal(size=(64, 8, 8, 3))
     >>> report = keras_aff.export.export_litert(
     ...     model, "model_int8.tflite", quantization="int8",

@@ -171,17 +171,13 @@ def inspect_litert(tflite_model: bytes) -> dict:
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
     >>> _ = keras_aff.export.export_litert(model, "model.tflite")
     >>> with open("model.tflite", "rb") as f:  # a float32 model
     ...     graph = keras_aff.export.litert_ops.inspect_litert(f.read())
     >>> graph["fully_int8"], graph["ops"]["CONV_2D"], graph["output_step"]
-    (False, 6, 0.0)
+    (False, 17, 0.0)
     >>> len(graph["float_islands"]) > 0  # every float tensor is one
     True
     """

@@ -74,20 +74,16 @@ def export_onnx(
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
     >>> report = keras_aff.export.export_onnx(model, "model.onnx")
     >>> report.ops["Conv"], report.notes
-    (6, ['opset 15'])
+    (17, ['opset 15'])
     >>> import onnxruntime
     >>> session = onnxruntime.InferenceSession("model.onnx")
-    >>> x = np.zeros((2, 8, 8, 3), "float32")
+    >>> x = np.zeros((2, 16, 16, 1), "float32")
     >>> session.run(None, {"image": x})[0].shape
-    (2, 3)
+    (2, 10)
     """
     tf = environment.require_tensorflow_backend("export_onnx")
     tf2onnx, _ = environment.import_onnx_tools()

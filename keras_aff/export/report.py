@@ -22,13 +22,9 @@ class ExportVerificationError(RuntimeError, ValueError):
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
-    >>> x = np.random.default_rng(0).normal(size=(16, 8, 8, 3))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
+    >>> x = np.random.default_rng(0).normal(size=(16, 16, 16, 1))
     >>> try:  # no int8 model has a mean error of 1e-9
     ...     keras_aff.export.export_litert(
     ...         model, "m.tflite", quantization="int8",
@@ -105,19 +101,15 @@ class ExportReport:
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
     >>> report = keras_aff.export.export_litert(model, "model.tflite")
     >>> report.max_abs_error <= report.tolerance
     True
     >>> report.checked
     ['batch 4', 'batch 1']
-    >>> report.to_dict()["ops"]["CONV_2D"]  # 2 model convs + 4 in the gate
-    6
+    >>> report.to_dict()["ops"]["CONV_2D"]  # 5 model convs + 4 per gate
+    17
     >>> report["ops"] == report.ops
     True
     >>> print(report.summary())

@@ -312,19 +312,15 @@ def load_artifact(path, input_names=None, num_threads=None):
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
     >>> _ = keras_aff.export.export_litert(model, "model.tflite")
     >>> predict = keras_aff.export.load_artifact("model.tflite")
     >>> predict.format, predict.input_names
     ('litert', ['image'])
-    >>> x = np.zeros((2, 8, 8, 3), "float32")
+    >>> x = np.zeros((2, 16, 16, 1), "float32")
     >>> [o.shape for o in predict(x)]
-    [(2, 3)]
+    [(2, 10)]
     """
     path = check_path("path", path)
     if os.path.isdir(path):

@@ -88,18 +88,14 @@ def run_saved_model_standalone(path, inputs, timeout=300):
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
     >>> model.export("serving", format="tf_saved_model", verbose=False)
-    >>> x = np.zeros((4, 8, 8, 3), "float32")
+    >>> x = np.zeros((4, 16, 16, 1), "float32")
     >>> out = keras_aff.export.run_saved_model_standalone(
     ...     "serving", {"image": x})
     >>> out["output_0"].shape
-    (4, 3)
+    (4, 10)
     """
     with tempfile.TemporaryDirectory() as tmp:
         inputs_file = os.path.join(tmp, "inputs.npz")
@@ -213,21 +209,17 @@ def export_saved_model(
 
     Example:
 
-    >>> inp = keras.Input((8, 8, 3), name="image")
-    >>> a = keras.layers.Conv2D(4, 3, padding="same")(inp)
-    >>> b = keras.layers.Conv2D(4, 1)(inp)
-    >>> fused = keras_aff.layers.AFF(reduction_ratio=2)([a, b])
-    >>> pooled = keras.layers.GlobalAveragePooling2D()(fused)
-    >>> model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    >>> from keras_aff.demo import build_demo_model
+    >>> model = build_demo_model()  # AFF + iAFF on 16x16x1 images
     >>> report = keras_aff.export.export_saved_model(
     ...     model, "serving/aff/1", standalone_check=False)  # True: +seconds
     >>> report.inputs["image"]["shape"], report.checked[-1]
-    ([None, None, None, 3], 'inputs of shape (2, 16, 16, 3)')
+    ([None, None, None, 1], 'inputs of shape (2, 24, 24, 1)')
     >>> import tensorflow as tf
     >>> loaded = tf.saved_model.load("serving/aff/1")
     >>> serve = loaded.signatures["serving_default"]
-    >>> serve(image=tf.zeros((2, 12, 12, 3)))["output_0"].shape
-    TensorShape([2, 3])
+    >>> serve(image=tf.zeros((2, 12, 12, 1)))["output_0"].shape
+    TensorShape([2, 10])
     """
     environment.require_tensorflow_backend("export_saved_model")
     model_io.check_model(model)
