@@ -26,24 +26,18 @@ import copy
 import inspect
 import types
 
-try:
-    import tf_keras
-except ImportError as e:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        "`keras_aff.legacy` needs the `tf_keras` package (Keras 2), which is "
-        'not installed. Install the extra with: pip install "keras-aff[qat]" '
-        f"(or: pip install tf-keras). Original error: {e}"
-    ) from e
-
 import keras
 import tensorflow as tf
 
+from keras_aff._optional import require
 from keras_aff.layers import gate
 from keras_aff.layers.aff import AFFCore
 from keras_aff.layers.iaff import IAFFCore
 from keras_aff.layers.ms_cam import MSCAMCore
 from keras_aff.porting import copy_weights
 from keras_aff.porting import weight_paths
+
+tf_keras = require("tf_keras", "qat", "`keras_aff.legacy` (Keras 2 layers)")
 
 __all__ = [
     "AFF",

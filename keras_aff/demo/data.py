@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import numpy as np
 
 from keras_aff import _validation
+from keras_aff._optional import require
 
 IMAGE_SIZE = 16
 NUM_CLASSES = 10
@@ -32,19 +33,13 @@ def load_demo_data(seed=0):
     """
     if seed is not None:
         seed = _validation.check_int("seed", seed, min_value=0)
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as e:
-        raise RuntimeError(
-            "The demo trains on scikit-learn's bundled digits dataset. "
-            'Install it with `pip install "keras-aff[demo]"`. '
-            f"({e})"
-        ) from e
-    data = load_digits()
+    needed_by = "The demo (scikit-learn's bundled digits)"
+    datasets = require("sklearn.datasets", "demo", needed_by)
+    selection = require("sklearn.model_selection", "demo", needed_by)
+    data = datasets.load_digits()
     x = data.images.astype("float32") / 16.0
     x = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)[..., None]
     y = data.target.astype("int32")
-    return train_test_split(
+    return selection.train_test_split(
         x, y, test_size=TEST_SIZE, random_state=seed, stratify=y
     )

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from keras_aff import _validation
+from keras_aff._optional import require
 from keras_aff.demo.model import fusion_weight_model
 
 
@@ -36,13 +37,7 @@ def save_fusion_weight_png(model, images, labels, path):
     >>> open("w.png", "rb").read(4)
     b'\\x89PNG'
     """
-    try:
-        import matplotlib
-    except ImportError as e:
-        raise RuntimeError(
-            "The fusion-weight plot needs matplotlib. Install it with "
-            f'`pip install "keras-aff[demo]"`. ({e})'
-        ) from e
+    matplotlib = require("matplotlib", "demo", "The fusion-weight plot")
     path = _validation.check_writable_path("path", path)
     w_aff, w_iaff = fusion_weight_model(model).predict(images, verbose=0)
     w_aff, w_iaff = w_aff.mean(-1), w_iaff.mean(-1)

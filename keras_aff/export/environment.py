@@ -4,6 +4,8 @@ the optional LiteRT / ONNX packages (private).
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
+from keras_aff._optional import require
+
 
 def require_tensorflow_backend(function_name):
     """Raises unless Keras runs on TensorFlow; returns the tf module."""
@@ -25,26 +27,14 @@ def require_tensorflow_backend(function_name):
 def import_litert_interpreter():
     """The ai_edge_litert interpreter module, or an ImportError naming the
     extra to install."""
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError as e:
-        raise ImportError(
-            "LiteRT export and verification need the `ai-edge-litert` "
-            'package. Install it with `pip install "keras-aff[litert]"`. '
-            f"({e})"
-        ) from e
-    return interpreter
+    return require(
+        "ai_edge_litert.interpreter", "litert", "LiteRT export and verification"
+    )
 
 
 def import_onnx_tools():
     """(tf2onnx, onnxruntime), or an ImportError naming the extra."""
-    try:
-        import onnxruntime
-        import tf2onnx
-    except ImportError as e:
-        raise ImportError(
-            "ONNX export needs `tf2onnx`, `onnx` and `onnxruntime`. Install "
-            'them with `pip install "keras-aff[onnx]"`. '
-            f"({e})"
-        ) from e
-    return tf2onnx, onnxruntime
+    return (
+        require("tf2onnx", "onnx", "ONNX export"),
+        require("onnxruntime", "onnx", "ONNX verification"),
+    )

@@ -38,22 +38,12 @@ QAT checkpoints: `model.save(path, save_format="tf")` (load inside
 `.keras` and `.h5` do not (see the README).
 """
 
-try:
-    import tf_keras  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        "`keras_aff.qat` needs the `tf_keras` package (Keras 2). Install the "
-        'extra with: pip install "keras-aff[qat]". '
-        f"Original error: {e}"
-    ) from e
-try:
-    import tensorflow_model_optimization  # noqa: F401
-except ImportError as e:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        "`keras_aff.qat` needs tensorflow-model-optimization (tfmot). Install "
-        'the extra with: pip install "keras-aff[qat]". '
-        f"Original error: {e}"
-    ) from e
+# The extras are checked before the submodules import them (E402 below).
+# ruff: noqa: E402
+from keras_aff._optional import require
+
+require("tf_keras", "qat", "`keras_aff.qat` (tfmot works on Keras 2 models)")
+require("tensorflow_model_optimization", "qat", "`keras_aff.qat`")
 
 from keras_aff.export.litert_ops import inspect_litert
 from keras_aff.qat.blocks import OutputQuantizeConfig
