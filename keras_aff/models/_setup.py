@@ -58,6 +58,8 @@ class Options:
 
     `kernel_initializer` is serialized (each layer gets a fresh object);
     `zero_init_residual` is False for the families without the flag;
+    `bn_synchronized` applies to every BatchNormalization of the network
+    (the backbone's and the fusion layers');
     `img_input` is the image tensor and `inputs` the model's inputs.
     """
 
@@ -72,6 +74,7 @@ class Options:
     reduction_ratio: int
     kernel_initializer: dict
     zero_init_residual: bool
+    bn_synchronized: bool
     img_input: object
     inputs: object
 
@@ -134,6 +137,9 @@ def setup(arguments, family):
     zero_init_residual = check_bool(
         "zero_init_residual", args.pop("zero_init_residual", False)
     )
+    bn_synchronized = check_bool(
+        "bn_synchronized", args.pop("bn_synchronized", False)
+    )
     name = args.pop("name")
     check_one_of_types("name", name, (str, type(None)), "a str or None")
     if not name:
@@ -162,6 +168,7 @@ def setup(arguments, family):
         reduction_ratio=ratio,
         kernel_initializer=initializer,
         zero_init_residual=zero_init_residual,
+        bn_synchronized=bn_synchronized,
         img_input=img_input,
         inputs=inputs,
     )
