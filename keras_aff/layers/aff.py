@@ -65,12 +65,14 @@ class AFFCore:
         >>> layer = keras_aff.layers.AFF(reduction_ratio=4)
         >>> rng = np.random.default_rng(0)
         >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
-        >>> w = layer.fusion_weights([x, y])
-        >>> np.allclose(layer([x, y]), y + w * (x - y), atol=1e-6)
+        >>> w = keras.ops.convert_to_numpy(layer.fusion_weights([x, y]))
+        >>> out = keras.ops.convert_to_numpy(layer([x, y]))
+        >>> np.allclose(out, y + w * (x - y), atol=1e-6)
         True
         """
         x, y = _validation.check_pair_inputs(self.name, inputs)
         gate.ensure_built(self, [x, y])
+        x, y = gate.as_tensors(self, [x, y])
         return self.attention(x + y, training=training)
 
     def call(self, inputs, training=None):
