@@ -421,11 +421,16 @@ def launch(args, argv):
             codes = [p.poll() for p in procs]
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
-                i, code = failed[0]
                 _stop(procs)
-                what = describe_exit(code)
+                # A worker killed by a signal first: its peers' failures
+                # follow from it (their collectives lose a member).
+                failed.sort(key=lambda f: (f[1] >= 0, f[0]))
+                what = ", ".join(
+                    f"worker {i} of {args.launch} {describe_exit(c)}"
+                    for i, c in failed
+                )
                 print(
-                    f"error: worker {i} of {args.launch} {what}; "
+                    f"error: {what}; "
                     "stopped the other workers. Rerun the same command to "
                     "resume from the last checkpoint"
                     + (f" in {args.backup_dir}." if args.backup_dir else "."),

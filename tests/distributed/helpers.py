@@ -33,7 +33,9 @@ def run(argv, cwd, timeout=300):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout} s:\n{err[-3000:]}")
+        raise AssertionError(
+            f"timed out after {timeout} s:\n{err[-3000:]}"
+        ) from None
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

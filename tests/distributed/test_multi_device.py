@@ -59,9 +59,7 @@ def test_without_synchronization(runs):
     if backend == "tensorflow":
         # Each replica normalises its own half batch: the global branches'
         # BatchNorms see 8 values per channel instead of 16.
-        diff, where = helpers.max_difference(
-            found["single"], found["mirrored"]
-        )
+        diff, where = helpers.max_difference(found["single"], found["mirrored"])
         print(f"tensorflow mirrored, not synchronized: {diff:.3g} ({where})")
         assert diff >= MIN_UNSYNCED_DIFFERENCE, (diff, where)
     else:
