@@ -180,5 +180,19 @@ def finish(opts, x):
     outputs = _blocks.head(x, opts)
     model = keras.Model(opts.inputs, outputs, name=opts.name)
     if opts.weights is not None:
-        model.load_weights(opts.weights)
+        _load_weights(model, opts.weights)
     return model
+
+
+def _load_weights(model, path):
+    """`model.load_weights(path)`, with an error that names `weights` when
+    the file is corrupt, truncated or of another architecture."""
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError) as e:
+        cause = str(e).strip().splitlines()[0][:300]
+        raise ValueError(
+            "Expected `weights` to be a weights file (`.weights.h5`) saved "
+            f"from this architecture; it cannot be loaded ({cause}). "
+            + received("weights", path)
+        ) from None
