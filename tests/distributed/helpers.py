@@ -13,10 +13,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "distributed_training.py"
 
 
+def python_path():
+    """This checkout first, then whatever the test session was given."""
+    rest = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([str(ROOT)] + ([rest] if rest else []))
+
+
 def run(argv, cwd, timeout=300):
     """Runs `python argv...` in its own process group; kills the whole
     group on a time-out (a launcher's workers included)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=python_path())
     env.pop("KERAS_BACKEND", None)  # each script chooses its own
     env.pop("XLA_FLAGS", None)
     proc = subprocess.Popen(
