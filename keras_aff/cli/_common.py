@@ -77,8 +77,8 @@ def load_model(path):
         )
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise UsageError(
-            f"{path} is not a valid .keras file: not a zip archive "
-            "(truncated or corrupt)"
+            f"{path} is not a loadable Keras model (.keras or .h5): not a "
+            "zip archive, so a truncated or corrupt .keras file"
         )
     try:
         # safe_mode (the default): a Lambda's code is refused, not run.
