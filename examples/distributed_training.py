@@ -28,7 +28,8 @@ does not run under TensorFlow's MultiWorkerMirroredStrategy
 (keras-team/keras#20585); see the "Scaling out" docs.
 
 `--out weights.npz` saves the final variables (by path) for comparison;
-`--mode single` is the one-device reference at the same global batch.
+`--mode single` is the one-device reference at the same global batch (on
+the default backend; `--mode data-parallel --devices 1` on JAX).
 """
 
 import argparse
@@ -361,21 +362,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The launcher's own flags, replaced by each worker's.
+_LAUNCH_FLAGS = (
+    "--launch",
+    "--mode",
+    "--process-id",
+    "--num-processes",
+    "--coordinator",
+)
+
+
 def _worker_argv(argv, port, n, i):
-    keep = []
-    skip = False
+    keep, skip = [], False
     for a in argv:
         if skip:
             skip = False
-            continue
-        if a in ("--launch", "--mode", "--process-id", "--num-processes"):
-            skip = True
-            continue
-        if a.startswith(("--launch=", "--mode=", "--process-id=")):
-            continue
-        if a.startswith(("--num-processes=", "--coordinator")):
-            continue
-        keep.append(a)
+        elif a.split("=", 1)[0] in _LAUNCH_FLAGS:
+            skip = "=" not in a  # "--flag value": drop the value too
+        else:
+            keep.append(a)
     return [
         sys.executable,
         os.path.abspath(__file__),
