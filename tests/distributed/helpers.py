@@ -4,6 +4,7 @@ time, never leaving a process behind."""
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 
@@ -19,12 +20,36 @@ def python_path():
     return os.pathsep.join([str(ROOT)] + ([rest] if rest else []))
 
 
-def run(argv, cwd, timeout=300):
-    """Runs `python argv...` in its own process group; kills the whole
-    group on a time-out (a launcher's workers included)."""
+def environment():
+    """The subprocesses' environment: this checkout importable, and no
+    backend or device settings of the test session."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=python_path())
     env.pop("KERAS_BACKEND", None)  # each script chooses its own
     env.pop("XLA_FLAGS", None)
+    return env
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(procs):
+    """Kills every process group still running."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def run(argv, cwd, timeout=300):
+    """Runs `python argv...` in its own process group; kills the whole
+    group on a time-out (a launcher's workers included)."""
+    env = environment()
     proc = subprocess.Popen(
         [sys.executable, *map(str, argv)],
         cwd=cwd,
