@@ -84,6 +84,7 @@ class LegacyKit:
         cast=tf.cast,
         transpose=lambda x, axes: tf.transpose(x, perm=list(axes)),
         mean=_mean,
+        convert_to_tensor=tf.convert_to_tensor,
     )
 
     @staticmethod

@@ -25,7 +25,8 @@ DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.MULTILINE)
 README_COMMANDS = (
     'pip install -e ".[demo,litert,onnx]" && keras-aff demo',
     'pip install -e ".[test,dev]" && python -m pytest && '
-    "KERAS_BACKEND=jax python -m pytest tests/layers",
+    "KERAS_BACKEND=jax python -m pytest tests/layers && "
+    "KERAS_BACKEND=torch python -m pytest tests/layers",
 )
 
 

@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import argparse
 import os
+import zipfile
 
 
 class UsageError(Exception):
@@ -74,16 +75,41 @@ def load_model(path):
             "(.keras). A SavedModel cannot be re-exported: export from the "
             "Keras model it came from."
         )
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise UsageError(
+            f"{path} is not a loadable Keras model (.keras or .h5): not a "
+            "zip archive, so a truncated or corrupt .keras file"
+        )
     try:
-        model = keras.saving.load_model(path, compile=False)
+        # safe_mode (the default): a Lambda's code is refused, not run.
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
         raise UsageError(
             f"{path} is not a loadable Keras model (.keras or .h5): "
-            f"{type(e).__name__}: {str(e).strip().splitlines()[0][:500]}"
+            f"{type(e).__name__}: {load_error_cause(e)}"
         ) from None
     if not isinstance(model, keras.Model):
         raise UsageError(f"{path} holds a {type(model).__name__}, not a model")
     return model
+
+
+def load_error_cause(error):
+    """The innermost cause in a Keras loading error: Keras wraps the error
+    of each nested object in "... could not be deserialized properly ...
+    Exception encountered: <cause>".
+
+    Example:
+
+    >>> e = TypeError("Model could not be deserialized properly. config="
+    ...     "{...}. Exception encountered: Could not locate class 'Evil'.")
+    >>> keras_aff.cli._common.load_error_cause(e)
+    "Could not locate class 'Evil'."
+    """
+    text = str(error).strip()
+    marker = "Exception encountered:"
+    if marker in text:
+        text = text.rsplit(marker, 1)[1].strip()
+    return text.splitlines()[0][:500] if text else ""
 
 
 def format_bytes(n):

@@ -242,6 +242,11 @@ def _run(args):
         load_calibration(args.calibration, model) if args.calibration else None
     )
     out = args.out or default_out(args.model, args.format, args.quantize)
+    if args.format != "saved_model" and os.path.isdir(out):
+        raise UsageError(
+            f"--out {out} is a directory; a {args.format} model is a file "
+            "(nothing was written or removed)"
+        )
     report = _export(model, out, args, calibration)
     if args.json:
         echo(json.dumps(report.to_dict(), indent=2))

@@ -108,7 +108,8 @@ def verify_and_commit(path, artifact, found):
         ExportVerificationError: a check failed; nothing is at `path` and
             what was there before is untouched.
     """
-    with StagedPath(path) as stage:
+    directory = artifact.format == "saved_model"
+    with StagedPath(path, directory=directory) as stage:
         fields = dict(artifact.report_fields)
         fields.update(artifact.write(stage.tmp) or {})
         runner = artifact.open_runner(stage.tmp)

@@ -323,18 +323,35 @@ def load_artifact(path, input_names=None, num_threads=None):
     [(2, 10)]
     """
     path = check_path("path", path)
-    if os.path.isdir(path):
-        return SavedModelRunner(path, input_names)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(
             f"No exported artifact at this path. Received: path={path!r}"
         )
-    if path.endswith(".tflite"):
-        with open(path, "rb") as f:
-            return LiteRTRunner(f.read(), input_names, num_threads)
-    if path.endswith(".onnx"):
-        return ONNXRunner(path, input_names, num_threads)
+    kinds = {".tflite": "a LiteRT", ".onnx": "an ONNX"}
+    kind = "a SavedModel" if os.path.isdir(path) else None
+    kind = kind or next((v for k, v in kinds.items() if path.endswith(k)), 0)
+    if kind:
+        try:
+            return _open(path, input_names, num_threads)
+        except ImportError:
+            raise
+        except Exception as e:  # every runtime has its own error types
+            cause = str(e).strip().splitlines()[0][:300] if str(e) else ""
+            raise ValueError(
+                f"Expected `path` to be {kind} model, but it cannot be "
+                f"loaded (corrupt or truncated?): {type(e).__name__}: "
+                f"{cause}. Received: path={path!r}"
+            ) from None
     raise ValueError(
         "Expected a SavedModel directory, a `.tflite` or an `.onnx` file. "
         f"Received: path={path!r}"
     )
+
+
+def _open(path, input_names, num_threads):
+    if os.path.isdir(path):
+        return SavedModelRunner(path, input_names)
+    if path.endswith(".tflite"):
+        with open(path, "rb") as f:
+            return LiteRTRunner(f.read(), input_names, num_threads)
+    return ONNXRunner(path, input_names, num_threads)

@@ -30,6 +30,27 @@ def _remove(path):
         os.remove(path)
 
 
+def _existing_ancestor(path):
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _check_destination(path, directory):
+    if not directory and os.path.isdir(path):
+        raise ValueError(
+            "Expected `path` to be a file path; it is an existing directory "
+            "(nothing was written or removed). Received: "
+            f"path={path!r}"
+        )
+    if directory and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            "Expected `path` to be a directory path (a SavedModel is a "
+            "directory); it is an existing file (nothing was written or "
+            f"removed). Received: path={path!r}"
+        )
+
+
 class StagedPath:
     """Writes an artifact next to its destination and moves it into place
     only once it is verified; on failure nothing is left at `path`.
@@ -37,12 +58,17 @@ class StagedPath:
     `path=None` stages in a scratch directory that is always removed: the
     artifact is checked but not kept (`commit()` keeps nothing).
 
+    A file artifact (`directory=False`) never replaces a directory, nor a
+    directory artifact (a SavedModel) a file: that is a `ValueError`
+    before anything is written or removed, and so is a destination whose
+    directory cannot be created or written.
+
     Attributes:
         path: the destination (str), or None.
         tmp: where to write the artifact.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, directory=False):
         self._scratch = None
         if path is None:
             self.path = None
@@ -50,11 +76,26 @@ class StagedPath:
             self.tmp = os.path.join(self._scratch, "artifact")
             return
         self.path = os.fspath(path)
+        _check_destination(self.path, directory)
         parent = os.path.dirname(os.path.abspath(self.path)) or "."
-        os.makedirs(parent, exist_ok=True)
         base = os.path.basename(os.path.normpath(self.path))
         self.tmp = os.path.join(parent, f".{base}.unverified")
-        _remove(self.tmp)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            _remove(self.tmp)
+            with open(self.tmp, "wb"):  # can we write here at all?
+                pass
+            os.remove(self.tmp)
+        except OSError as e:
+            why = e.strerror or str(e)
+            blocker = _existing_ancestor(parent)
+            if not os.path.isdir(blocker):
+                why = f"{blocker!r} is a file, not a directory"
+            raise ValueError(
+                f"Cannot write the artifact in {parent!r} ({why}"
+                "): expected `path` in a directory that exists or can be "
+                f"created, and is writable. Received: path={self.path!r}"
+            ) from None
 
     def __enter__(self):
         return self

@@ -76,7 +76,9 @@ class AFFCore:
         >>> rng = np.random.default_rng(0)
         >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
         >>> w = layer.fusion_weights([x, y])
-        >>> np.allclose(layer([x, y]), y + w * (x - y), atol=1e-6)
+        >>> w = keras.ops.convert_to_numpy(w)
+        >>> out = keras.ops.convert_to_numpy(layer([x, y]))
+        >>> np.allclose(out, y + w * (x - y), atol=1e-6)
         True
         """
         x, y = align.aligned_pair(self, inputs, training)

@@ -314,6 +314,7 @@ def aligned_pair(layer, inputs, training=None):
     same = not layer.align_inputs
     x, y = shapes.check_pair_inputs(layer.name, inputs, same_shape=same)
     gate.ensure_built(layer, [x, y])
+    x, y = gate.as_tensors(layer, [x, y])
     if same:
         return x, y
     return x, align_to(layer, x, y, layer.resize_interpolation, training)

@@ -243,6 +243,25 @@ def ensure_built(layer, inputs):
     layer.kit.build_child(layer, shape)
 
 
+def as_tensors(layer, inputs):
+    """`inputs` (one array or a list) as the flavour's tensors, for methods
+    other than `__call__` (which converts by itself): on torch, NumPy and a
+    tensor that requires grad do not mix.
+
+    Example:
+
+    >>> from keras_aff.layers import gate
+    >>> x = np.ones((1, 2, 2, 4), "float32")
+    >>> x2, y2 = gate.as_tensors(keras_aff.layers.AFF(), [x, x])
+    >>> keras.ops.is_tensor(x2)
+    True
+    """
+    convert = layer.kit.ops.convert_to_tensor
+    if isinstance(inputs, (list, tuple)):
+        return [convert(t) for t in inputs]
+    return convert(inputs)
+
+
 def _fresh(getter, config):
     # A new object per conv: one seeded initializer must not be shared.
     return getter(copy.deepcopy(config))

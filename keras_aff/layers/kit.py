@@ -38,9 +38,10 @@ class LayerKit(typing.Protocol):
         regularizers: the module with `get` and `serialize` for
             regularizers.
         ops: the math the gate uses: `relu(x)`, `sigmoid(x)`,
-            `cast(x, dtype)`, `transpose(x, axes)` and `mean(x, axis)`
+            `cast(x, dtype)`, `transpose(x, axes)`, `mean(x, axis)`
             (keeping the reduced axes, accumulating half-precision inputs
-            in float32).
+            in float32) and `convert_to_tensor(x)` (for arrays given to a
+            method other than `__call__`, e.g. `fusion_weights`).
 
     Methods:
         image_data_format(): the flavour's default data format.
@@ -97,6 +98,7 @@ class Keras3Kit:
         cast=ops.cast,
         transpose=ops.transpose,
         mean=_mean,
+        convert_to_tensor=ops.convert_to_tensor,
     )
 
     @staticmethod
@@ -111,10 +113,14 @@ class Keras3Kit:
     def synchronized_bn(requested):
         """Keras' BatchNormalization takes `synchronized=True` on TensorFlow
         only (cross-replica statistics under a `tf.distribute` strategy) and
-        raises elsewhere. On JAX, `keras.distribution.DataParallel` jits one
-        computation over the global batch, so batch statistics are global
-        already; torch has no multi-device Keras distribution. There the
-        request is met without the argument.
+        raises `ValueError` elsewhere. On JAX, `keras.distribution.
+        DataParallel` jits one computation over the global batch (sharded
+        across devices, and across processes in multi-host training), so
+        the batch statistics are global already: the request is met
+        without the argument (tests/distributed checks that a DataParallel
+        run equals one device at the same global batch). torch has no
+        multi-device Keras distribution, so there is nothing to
+        synchronize.
 
         Example:
 

@@ -93,7 +93,7 @@ class MultiAFF(keras.layers.Layer):
     >>> fuse = keras_aff.layers.MultiAFF(reduction_ratio=4)
     >>> tuple(fuse(xs).shape)
     (2, 8, 8, 16)
-    >>> w = fuse.fusion_weights(xs)
+    >>> w = [keras.ops.convert_to_numpy(t) for t in fuse.fusion_weights(xs)]
     >>> len(w), bool(np.allclose(w[0] + w[1] + w[2], 1.0, atol=1e-6))
     (3, True)
 
@@ -168,13 +168,14 @@ class MultiAFF(keras.layers.Layer):
         >>> rng = np.random.default_rng(0)
         >>> xs = list(rng.normal(size=(3, 2, 8, 8, 16)).astype("float32"))
         >>> w = layer.fusion_weights(xs)
+        >>> w = [keras.ops.convert_to_numpy(t) for t in w]
         >>> out = sum(wi * xi for wi, xi in zip(w, xs))
-        >>> np.allclose(layer(xs), out, atol=1e-6)
+        >>> np.allclose(keras.ops.convert_to_numpy(layer(xs)), out, atol=1e-6)
         True
         """
         xs = self._checked(inputs)
         gate.ensure_built(self, xs)
-        return self._weights(xs, training)
+        return self._weights(gate.as_tensors(self, xs), training)
 
     def _checked(self, inputs):
         xs = list(

@@ -16,6 +16,7 @@ import keras
 
 from keras_aff.layers import AFF
 from keras_aff.layers import IAFF
+from keras_aff.layers.kit import KERAS3
 
 # The official MXNet code multiplies the AFF output by 2 ("the weights sum
 # to 2, like x + y") and leaves the iAFF output unscaled.
@@ -73,14 +74,14 @@ def conv(x, opts, filters, kernel_size, name, strides=1, groups=1):
 
 def batch_norm(x, opts, name, zero_gamma=False, scale=True, center=True):
     """The official BatchNorm (momentum 0.9, epsilon 1e-5); `zero_gamma`
-    starts gamma at 0 (the last BN of a block, `--last-gamma`)."""
-    # `opts` is not read yet: it is taken so that an option applied to every
-    # BatchNormalization of a network is read here, once.
-    del opts
+    starts gamma at 0 (the last BN of a block, `--last-gamma`);
+    `opts.bn_synchronized` asks for cross-replica statistics (see
+    `keras_aff.layers.kit.Keras3Kit.synchronized_bn`)."""
     return keras.layers.BatchNormalization(
         axis=channel_axis(),
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
+        synchronized=KERAS3.synchronized_bn(opts.bn_synchronized),
         scale=scale,
         center=center,
         gamma_initializer="zeros" if zero_gamma else "ones",
@@ -148,6 +149,7 @@ def fuse(residual, shortcut, opts, fusion, name):
         use_bias=True,
         bn_momentum=BN_MOMENTUM,
         bn_epsilon=BN_EPSILON,
+        bn_synchronized=opts.bn_synchronized,
         kernel_initializer=copy.deepcopy(opts.kernel_initializer),
         name=name,
     )([residual, shortcut])

@@ -58,6 +58,8 @@ class Options:
 
     `kernel_initializer` is serialized (each layer gets a fresh object);
     `zero_init_residual` is False for the families without the flag;
+    `bn_synchronized` applies to every BatchNormalization of the network
+    (the backbone's and the fusion layers');
     `img_input` is the image tensor and `inputs` the model's inputs.
     """
 
@@ -72,6 +74,7 @@ class Options:
     reduction_ratio: int
     kernel_initializer: dict
     zero_init_residual: bool
+    bn_synchronized: bool
     img_input: object
     inputs: object
 
@@ -135,6 +138,9 @@ def setup(arguments, family):
     zero_init_residual = check_bool(
         "zero_init_residual", args.pop("zero_init_residual", False)
     )
+    bn_synchronized = check_bool(
+        "bn_synchronized", args.pop("bn_synchronized", False)
+    )
     name = args.pop("name")
     check_one_of_types("name", name, (str, type(None)), "a str or None")
     if not name:
@@ -163,6 +169,7 @@ def setup(arguments, family):
         reduction_ratio=ratio,
         kernel_initializer=initializer,
         zero_init_residual=zero_init_residual,
+        bn_synchronized=bn_synchronized,
         img_input=img_input,
         inputs=inputs,
     )
@@ -180,7 +187,8 @@ def finish(opts, x):
 
 def load_weights(model, path):
     """A Keras weights file, or an official MXNet `.params` file
-    (recognised by its content, whatever its extension).
+    (recognised by its content, whatever its extension); a file that
+    cannot be loaded is a ValueError naming `weights`.
 
     Example:
 
@@ -195,5 +203,13 @@ def load_weights(model, path):
         from keras_aff.interop import load_mxnet_params
 
         load_mxnet_params(model, path)
-    else:
+        return
+    try:
         model.load_weights(path)
+    except (OSError, ValueError) as e:
+        cause = str(e).strip().splitlines()[0][:300]
+        raise ValueError(
+            "Expected `weights` to be a weights file (`.weights.h5`) saved "
+            "from this architecture, or an official MXNet `.params` file; "
+            f"it cannot be loaded ({cause}). " + received("weights", path)
+        ) from None

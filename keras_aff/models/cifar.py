@@ -140,6 +140,7 @@ def AFFResNet32(
     fusion_stages=(1, 2, 3),
     reduction_ratio=4,
     kernel_initializer=XAVIER,
+    bn_synchronized=False,
 ):
     """AFF-ResNet-32 (CIFAR-100; 7.9M parameters in the official README).
 
@@ -183,6 +184,12 @@ def AFFResNet32(
         reduction_ratio: int, default 4. Attention bottleneck ratio.
         kernel_initializer: initializer of every conv and Dense kernel,
             default "glorot_uniform" (the official `mx.init.Xavier()`).
+        bn_synchronized: bool, default False. Passed to every
+            BatchNormalization of the network (the backbone's and the
+            fusion layers') as `synchronized`: under a TensorFlow
+            `tf.distribute` strategy the batch statistics are computed
+            over all replicas. On JAX a `keras.distribution.DataParallel`
+            step already sees the global batch (see "Scaling out").
 
     Returns:
         A `keras.Model`. Its stage outputs are the layers
@@ -227,6 +234,7 @@ def AFFResNeXt38(
     reduction_ratio=16,
     zero_init_residual=True,
     kernel_initializer=XAVIER,
+    bn_synchronized=False,
 ):
     """AFF-ResNeXt-38 32x4d (CIFAR-100; 7.8M parameters in the official
     README).
@@ -288,6 +296,7 @@ def AFFResNeXt47(
     reduction_ratio=16,
     zero_init_residual=True,
     kernel_initializer=XAVIER,
+    bn_synchronized=False,
 ):
     """AFF-ResNeXt-47 32x4d (CIFAR-100; 9.7M parameters in the official
     README).

@@ -85,6 +85,7 @@ def AFFResNet50(
     reduction_ratio=16,
     zero_init_residual=True,
     kernel_initializer=MSRA_PRELU,
+    bn_synchronized=False,
 ):
     """AFF-ResNet-50 (ImageNet; 30.3M parameters in the official README).
 
@@ -132,6 +133,12 @@ def AFFResNet50(
         kernel_initializer: initializer of every conv and Dense kernel,
             default the official `mx.init.MSRAPrelu()` (Gaussian, variance
             2 / (1 + 0.25**2) / fan_avg).
+        bn_synchronized: bool, default False. Passed to every
+            BatchNormalization of the network (the backbone's and the
+            fusion layers') as `synchronized`: under a TensorFlow
+            `tf.distribute` strategy the batch statistics are computed
+            over all replicas. On JAX a `keras.distribution.DataParallel`
+            step already sees the global batch (see "Scaling out").
 
     Returns:
         A `keras.Model`. Its stage outputs are the layers
@@ -175,6 +182,7 @@ def IAFFResNet50(
     reduction_ratio=16,
     zero_init_residual=True,
     kernel_initializer=MSRA_PRELU,
+    bn_synchronized=False,
 ):
     """iAFF-ResNet-50 (ImageNet; 35.1M parameters in the official README).
 

@@ -52,6 +52,7 @@ def AFFResNeXt50(
     reduction_ratio=16,
     zero_init_residual=True,
     kernel_initializer=MSRA_PRELU,
+    bn_synchronized=False,
 ):
     """AFF-ResNeXt-50 32x4d (ImageNet; 29.9M parameters in the official
     README).
@@ -115,6 +116,7 @@ def IAFFResNeXt50(
     reduction_ratio=16,
     zero_init_residual=True,
     kernel_initializer=MSRA_PRELU,
+    bn_synchronized=False,
 ):
     """iAFF-ResNeXt-50 32x4d (ImageNet; 34.7M parameters in the official
     README).

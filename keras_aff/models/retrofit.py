@@ -216,6 +216,7 @@ def retrofit(
     kernel_initializer="glorot_uniform",
     data_format=None,
     return_report=False,
+    bn_synchronized=False,
 ):
     """Replaces the residual additions of a functional model by AFF or iAFF.
 
@@ -266,6 +267,10 @@ def retrofit(
             `keras.config.image_data_format()`): where the channels are.
         return_report: bool, default False. Also return a
             `RetrofitReport` of what was replaced and what was skipped.
+        bn_synchronized: bool, default False. Passed to the new fusion
+            layers (cross-replica BatchNorm statistics under a TensorFlow
+            `tf.distribute` strategy); the copied layers keep their own
+            BatchNormalization settings.
 
     Returns:
         The new `keras.Model`, or `(model, report)` when `return_report` is
@@ -311,6 +316,7 @@ def retrofit(
         use_bias=use_bias,
         bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
+        bn_synchronized=bn_synchronized,
         kernel_initializer=kernel_initializer,
         data_format=check_data_format(data_format),
     )

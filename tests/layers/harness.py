@@ -347,7 +347,12 @@ def check_channels_first(case, shape=SHAPE, training=False, default=False):
     # rounding is amplified where the two are close (both layouts differ
     # from the float64 reference by up to 5e-5 for MultiAFF; float64
     # layers agree exactly).
-    atol = 1e-4 if training else 1e-5
+    # Keras' torch backend computes the batch variance as E[x^2] - E[x]^2
+    # (keras/src/backend/torch/nn.py `moments`: "less numerically
+    # stable"), which loses a further digit there.
+    atol = 1e-5
+    if training:
+        atol = 1e-3 if BACKEND == "torch" else 1e-4
     np.testing.assert_allclose(np.moveaxis(got, 1, -1), want, atol=atol)
     ref = case.expected(first, inputs_first, training=training)
     np.testing.assert_allclose(got, ref, atol=atol, rtol=1e-5)
@@ -356,15 +361,26 @@ def check_channels_first(case, shape=SHAPE, training=False, default=False):
 # ---------------------------------------------------------------------------
 # C12 jit_compile
 # ---------------------------------------------------------------------------
+# Keras' `jit_compile=True` on torch is `torch.compile` (inductor) of the
+# whole predict step: about a minute per layer on 2 CPU cores, for the same
+# dynamo trace that `_backend_jit` checks on the layer itself.
+MODEL_JIT = BACKEND != "torch"
+# On torch, the layer is traced by dynamo into ONE graph (`fullgraph`) with
+# dynamic shapes and run through AOTAutograd ("aot_eager"): what inductor
+# compiles, without its C++ code generation (~20 s more per layer here,
+# and a test of torch rather than of the layer).
+TORCH_COMPILE_BACKEND = "aot_eager"
+
+
 def check_jit_compile(case, channels=8):
     """`compile(jit_compile=True)` predict, and the backend's own jit
-    (tf.function(jit_compile=True) on TF, jax.jit on JAX), equal eager,
-    with dynamic batch and spatial sizes."""
+    (tf.function(jit_compile=True) on TF, jax.jit on JAX, torch.compile
+    on torch), equal eager, with dynamic batch and spatial sizes."""
     inputs = case.symbolic_inputs((None, None, None, channels))
     layer = case.cls(reduction_ratio=2)
     model = keras.Model(inputs, case.call(layer, inputs))
     reference.randomize(layer, seed=21)
-    model.compile(jit_compile=True)
+    model.compile(jit_compile=MODEL_JIT)
     jitted = _backend_jit(case, layer, channels)
     for i, shape in enumerate([(2, 6, 5, channels), (3, 9, 4, channels)]):
         data = case.make_inputs(shape, seed=30 + i)
@@ -406,4 +422,23 @@ def _backend_jit(case, layer, channels):
             return fn(trainable, frozen, data)
 
         return run
+    if BACKEND == "torch":
+        return _torch_jit(case, layer)
     raise NotImplementedError(f"no jit check for backend {BACKEND}")
+
+
+def _torch_jit(case, layer):
+    import torch
+
+    def fn(*args):
+        return case.call(layer, list(args), training=False)
+
+    compiled = torch.compile(
+        fn, dynamic=True, fullgraph=True, backend=TORCH_COMPILE_BACKEND
+    )
+
+    def run(data):
+        with torch.no_grad():
+            return compiled(*[torch.as_tensor(a) for a in data])
+
+    return run

@@ -15,6 +15,7 @@ import pytest
 from keras_aff import interop
 from keras_aff import layers
 from keras_aff.layers import align
+from tests.layers import harness
 from tests.layers import reference
 from tests.layers.cases import BACKEND
 from tests.layers.cases import to_numpy
@@ -228,7 +229,7 @@ def test_dynamic_sizes_symbolic_fit_and_jit():
     assert np.max(np.abs(to_numpy(layer.projection.conv.kernel) - kernel)) > 0
     reference.randomize(layer, seed=12)
     jitted = keras.Model([x_in, y_in], out)
-    jitted.compile(jit_compile=True)
+    jitted.compile(jit_compile=harness.MODEL_JIT)
     backend_jit = _backend_jit(layer, (8, 16))
     for i, (sx, sy) in enumerate(
         [((2, 9, 7, 8), (2, 5, 4, 16)), ((3, 4, 6, 8), (3, 8, 12, 16))]
@@ -272,6 +273,23 @@ def _backend_jit(layer, channels):
             x,
             y,
         )
+    if BACKEND == "torch":
+        import torch
+
+        # dynamic=False: dynamo cannot trace `keras.ops.cast` of a symbolic
+        # size (the run-time resize target); each new size recompiles.
+        compiled = torch.compile(
+            lambda x, y: layer([x, y], training=False),
+            dynamic=False,
+            fullgraph=True,
+            backend=harness.TORCH_COMPILE_BACKEND,
+        )
+
+        def run(x, y):
+            with torch.no_grad():
+                return compiled(torch.as_tensor(x), torch.as_tensor(y))
+
+        return run
     raise NotImplementedError(f"no jit check for backend {BACKEND}")
 
 

@@ -138,7 +138,10 @@ def test_registry_is_built_from_the_public_builders():
         assert builder.__qualname__ == builder.__name__
         params = list(inspect.signature(builder).parameters)
         extra = [] if name == "aff_resnet32" else ["zero_init_residual"]
-        assert params == _APPLICATIONS_ARGS + extra + ["kernel_initializer"]
+        assert params == _APPLICATIONS_ARGS + extra + [
+            "kernel_initializer",
+            "bn_synchronized",
+        ]
     assert {M.model_info(n).builder.__name__ for n in M.list_models()} == {
         "AFFResNet32",
         "AFFResNet50",
