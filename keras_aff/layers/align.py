@@ -31,7 +31,7 @@ import keras
 from keras import ops
 
 from keras_aff import _validation
-from keras_aff.layers import gate
+from keras_aff.layers import kit
 from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
@@ -313,8 +313,8 @@ def aligned_pair(layer, inputs, training=None):
     """
     same = not layer.align_inputs
     x, y = shapes.check_pair_inputs(layer.name, inputs, same_shape=same)
-    gate.ensure_built(layer, [x, y])
-    x, y = gate.as_tensors(layer, [x, y])
+    kit.ensure_built(layer, [x, y])
+    x, y = kit.as_tensors(layer, [x, y])
     if same:
         return x, y
     return x, align_to(layer, x, y, layer.resize_interpolation, training)

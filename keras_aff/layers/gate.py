@@ -221,47 +221,6 @@ def build_gate(layer, name, shape, gate_cls, num_inputs=None):
     return gate
 
 
-def ensure_built(layer, inputs):
-    """Builds `layer` from the shapes of `inputs` (a tensor or a list) if
-    it is not built yet, for methods other than `__call__` such as
-    `fusion_weights`.
-
-    Example:
-
-    >>> from keras_aff.layers import gate
-    >>> layer = keras_aff.layers.MSCAM()
-    >>> gate.ensure_built(layer, np.zeros((1, 4, 4, 8), "float32"))
-    >>> layer.built
-    True
-    """
-    if layer.built:
-        return
-    if isinstance(inputs, (list, tuple)):
-        shape = [tuple(t.shape) for t in inputs]
-    else:
-        shape = tuple(inputs.shape)
-    layer.kit.build_child(layer, shape)
-
-
-def as_tensors(layer, inputs):
-    """`inputs` (one array or a list) as the flavour's tensors, for methods
-    other than `__call__` (which converts by itself): on torch, NumPy and a
-    tensor that requires grad do not mix.
-
-    Example:
-
-    >>> from keras_aff.layers import gate
-    >>> x = np.ones((1, 2, 2, 4), "float32")
-    >>> x2, y2 = gate.as_tensors(keras_aff.layers.AFF(), [x, x])
-    >>> keras.ops.is_tensor(x2)
-    True
-    """
-    convert = layer.kit.ops.convert_to_tensor
-    if isinstance(inputs, (list, tuple)):
-        return [convert(t) for t in inputs]
-    return convert(inputs)
-
-
 def _fresh(getter, config):
     # A new object per conv: one seeded initializer must not be shared.
     return getter(copy.deepcopy(config))

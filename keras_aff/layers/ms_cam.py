@@ -7,6 +7,7 @@ import keras
 
 from keras_aff.layers import dispatch
 from keras_aff.layers import gate
+from keras_aff.layers import kit
 from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
@@ -66,7 +67,7 @@ class MSCAMCore:
         >>> bool(keras.ops.all((w >= 0) & (w <= 1)))
         True
         """
-        gate.ensure_built(self, inputs)
+        kit.ensure_built(self, inputs)
         return self.attention(inputs, training=training)
 
     def call(self, inputs, training=None):

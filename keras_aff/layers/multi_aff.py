@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_aff import _validation
 from keras_aff.layers import gate
+from keras_aff.layers import kit
 from keras_aff.layers import shapes
 from keras_aff.layers.kit import KERAS3
 
@@ -174,8 +175,8 @@ class MultiAFF(keras.layers.Layer):
         True
         """
         xs = self._checked(inputs)
-        gate.ensure_built(self, xs)
-        return self._weights(gate.as_tensors(self, xs), training)
+        kit.ensure_built(self, xs)
+        return self._weights(kit.as_tensors(self, xs), training)
 
     def _checked(self, inputs):
         xs = list(
