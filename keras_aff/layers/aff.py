@@ -38,22 +38,7 @@ class AFFCore:
         **kwargs,
     ):
         super().__init__(**kwargs)
-        arguments = gate.gate_arguments(
-            self.kit,
-            reduction_ratio,
-            use_bias,
-            bn_momentum,
-            bn_epsilon,
-            bn_synchronized,
-            kernel_initializer,
-            kernel_regularizer,
-            data_format,
-            branches,
-            use_batch_norm,
-            implementation,
-        )
-        for name, value in arguments.items():
-            setattr(self, name, value)
+        gate.store_gate_arguments(self, locals())
         self.output_scale = _validation.check_number(
             "output_scale", output_scale, low=0.0, low_open=True
         )

@@ -76,15 +76,15 @@ def check_branches(value):
 
 def gate_arguments(
     kit,
-    reduction_ratio,
-    use_bias,
-    bn_momentum,
-    bn_epsilon,
-    bn_synchronized,
-    kernel_initializer,
-    kernel_regularizer,
-    data_format,
-    branches,
+    reduction_ratio=4,
+    use_bias=True,
+    bn_momentum=0.9,
+    bn_epsilon=1e-5,
+    bn_synchronized=False,
+    kernel_initializer="glorot_uniform",
+    kernel_regularizer=None,
+    data_format=None,
+    branches=DEFAULT_BRANCHES,
     use_batch_norm=True,
     implementation="auto",
 ):
@@ -131,6 +131,24 @@ def gate_arguments(
     }
     dispatch.check_fused_support(kit, arguments)
     return arguments
+
+
+def store_gate_arguments(layer, arguments):
+    """Checks the gate arguments among `arguments` (a fusion layer's
+    `__init__` locals) with `gate_arguments` and stores each on `layer`
+    under its own name.
+
+    Example:
+
+    >>> from keras_aff.layers import gate
+    >>> layer = keras_aff.layers.MSCAM()
+    >>> gate.store_gate_arguments(layer, {"reduction_ratio": 8})
+    >>> layer.reduction_ratio, layer.data_format
+    (8, 'channels_last')
+    """
+    given = {k: arguments[k] for k in GATE_ARGUMENTS if k in arguments}
+    for name, value in gate_arguments(layer.kit, **given).items():
+        setattr(layer, name, value)
 
 
 def gate_config(layer):

@@ -31,22 +31,7 @@ class MSCAMCore:
         **kwargs,
     ):
         super().__init__(**kwargs)
-        arguments = gate.gate_arguments(
-            self.kit,
-            reduction_ratio,
-            use_bias,
-            bn_momentum,
-            bn_epsilon,
-            bn_synchronized,
-            kernel_initializer,
-            kernel_regularizer,
-            data_format,
-            branches,
-            use_batch_norm,
-            implementation,
-        )
-        for name, value in arguments.items():
-            setattr(self, name, value)
+        gate.store_gate_arguments(self, locals())
 
     def build(self, input_shape):
         shape = shapes.check_single_shape(self.name, input_shape)
