@@ -237,22 +237,34 @@ def _export(model, out, args, calibration):
 
 def _run(args):
     _check_flags(args)
+    out = args.out or default_out(args.model, args.format, args.quantize)
+    _check_out(out, args.format)
     model = load_model(args.model)
     calibration = (
         load_calibration(args.calibration, model) if args.calibration else None
     )
-    out = args.out or default_out(args.model, args.format, args.quantize)
-    if args.format != "saved_model" and os.path.isdir(out):
-        raise UsageError(
-            f"--out {out} is a directory; a {args.format} model is a file "
-            "(nothing was written or removed)"
-        )
     report = _export(model, out, args, calibration)
     if args.json:
         echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
     return 0
+
+
+def _check_out(out, fmt):
+    """A destination that cannot take the artifact is a usage error (exit
+    2), found before the model is loaded."""
+    from keras_aff.export.staging import check_destination
+
+    if fmt != "saved_model" and os.path.isdir(out):
+        raise UsageError(
+            f"--out {out} is a directory; a {fmt} model is a file "
+            "(nothing was written or removed)"
+        )
+    try:
+        check_destination(out, directory=fmt == "saved_model")
+    except ValueError as e:
+        raise UsageError(f"--out {out}: {e}") from None
 
 
 def _print_report(report):

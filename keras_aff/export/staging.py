@@ -36,7 +36,19 @@ def _existing_ancestor(path):
     return path
 
 
-def _check_destination(path, directory):
+def _staging_path(path):
+    """Where the artifact for `path` is written before it is verified."""
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    base = os.path.basename(os.path.normpath(path))
+    return os.path.join(parent, f".{base}.unverified")
+
+
+def check_destination(path, directory=False):
+    """Raises a `ValueError` unless an artifact can be written at `path`:
+    a file artifact never replaces a directory, nor a directory artifact
+    (a SavedModel) a file, and the parent directory must exist or be
+    creatable, and be writable. Creates the parent; writes nothing else.
+    """
     if not directory and os.path.isdir(path):
         raise ValueError(
             "Expected `path` to be a file path; it is an existing directory "
@@ -49,6 +61,24 @@ def _check_destination(path, directory):
             "directory); it is an existing file (nothing was written or "
             f"removed). Received: path={path!r}"
         )
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    probe = _staging_path(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        _remove(probe)
+        with open(probe, "wb"):  # can we write here at all?
+            pass
+        os.remove(probe)
+    except OSError as e:
+        why = e.strerror or str(e)
+        blocker = _existing_ancestor(parent)
+        if not os.path.isdir(blocker):
+            why = f"{blocker!r} is a file, not a directory"
+        raise ValueError(
+            f"Cannot write the artifact in {parent!r} ({why}"
+            "): expected `path` in a directory that exists or can be "
+            f"created, and is writable. Received: path={path!r}"
+        ) from None
 
 
 class StagedPath:
@@ -76,26 +106,8 @@ class StagedPath:
             self.tmp = os.path.join(self._scratch, "artifact")
             return
         self.path = os.fspath(path)
-        _check_destination(self.path, directory)
-        parent = os.path.dirname(os.path.abspath(self.path)) or "."
-        base = os.path.basename(os.path.normpath(self.path))
-        self.tmp = os.path.join(parent, f".{base}.unverified")
-        try:
-            os.makedirs(parent, exist_ok=True)
-            _remove(self.tmp)
-            with open(self.tmp, "wb"):  # can we write here at all?
-                pass
-            os.remove(self.tmp)
-        except OSError as e:
-            why = e.strerror or str(e)
-            blocker = _existing_ancestor(parent)
-            if not os.path.isdir(blocker):
-                why = f"{blocker!r} is a file, not a directory"
-            raise ValueError(
-                f"Cannot write the artifact in {parent!r} ({why}"
-                "): expected `path` in a directory that exists or can be "
-                f"created, and is writable. Received: path={self.path!r}"
-            ) from None
+        check_destination(self.path, directory)
+        self.tmp = _staging_path(self.path)
 
     def __enter__(self):
         return self

@@ -240,11 +240,18 @@ def test_saved_model_never_replaces_a_file(saved, tmp_path):
 
 
 def test_unwritable_destination(saved, tmp_path):
-    _, model, _, _ = saved
+    _, model, good, _ = saved
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="is a file, not a directory"):
         export.export_litert(model, blocker / "sub" / "m.tflite")
+    for fmt in ("litert", "onnx", "saved_model"):
+        out = str(blocker / "sub" / "m")
+        message = _cli_error(
+            ["export", str(good), "--format", fmt, "--out", out]
+        )
+        assert f"--out {out}: Cannot write the artifact in" in message
+        assert "is a file, not a directory" in message
     assert blocker.read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_dir"]
 
@@ -252,7 +259,7 @@ def test_unwritable_destination(saved, tmp_path):
 def test_read_only_directory(saved, tmp_path):
     """A directory that cannot be written: made read-only, or, for root
     (who writes anywhere), sysfs, which the kernel keeps read-only."""
-    _, model, _, _ = saved
+    _, model, good, _ = saved
     if os.geteuid() == 0:
         target = "/sys/keras_aff_test/m.tflite"
         assert os.path.isdir("/sys")
@@ -263,6 +270,10 @@ def test_read_only_directory(saved, tmp_path):
         target = locked / "m.tflite"
     with pytest.raises(ValueError, match="Cannot write the artifact in"):
         export.export_litert(model, target)
+    message = _cli_error(
+        ["export", str(good), "--format", "litert", "--out", str(target)]
+    )
+    assert "Cannot write the artifact in" in message
     assert not os.path.exists(target)
 
 
