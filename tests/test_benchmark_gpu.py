@@ -8,10 +8,8 @@ uses.
 
 import pytest
 
-from tests.benchmark_runner import run_benchmark
-from tests.benchmark_runner import run_script
-
-pytest.importorskip("jax")
+from tests.processes import run_benchmark
+from tests.processes import run_script
 
 
 @pytest.fixture(scope="module")

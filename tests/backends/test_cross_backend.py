@@ -10,14 +10,11 @@ logits).
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.distributed.helpers import ROOT
-from tests.distributed.helpers import python_path
+from tests import processes
+from tests.processes import ROOT
 
 CHAIN = [
     ("tensorflow", True),
@@ -34,18 +31,10 @@ KINDS = ("small_net", "aff_resnet32")
 def loads(tmp_path_factory):
     directory = tmp_path_factory.mktemp("cross_backend")
     script = ROOT / "tests" / "backends" / "roundtrip.py"
-    env = dict(os.environ, PYTHONPATH=python_path())
-    env.pop("KERAS_BACKEND", None)
+    env = processes.environment(drop=("KERAS_BACKEND",))
     for backend, save in CHAIN:
-        argv = [sys.executable, str(script), backend, str(directory)]
-        proc = subprocess.run(
-            argv + (["--save"] if save else []),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, f"{backend}: {proc.stderr[-3000:]}"
+        argv = [script, backend, directory] + (["--save"] if save else [])
+        processes.succeeded(processes.run_python(argv, env=env))
     manifest = json.loads((directory / "manifest.json").read_text())
     return manifest["loads"]
 

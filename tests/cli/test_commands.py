@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import warnings
 
@@ -19,6 +18,7 @@ from keras_aff import cli
 from keras_aff import demo
 from keras_aff import export
 from keras_aff.cli import export as export_command
+from tests import processes
 from tests.export import helpers
 
 
@@ -28,15 +28,7 @@ def _command():
 
 
 def _run(args, cwd=None, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        _command() + args,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-    )
+    return processes.run_command(_command() + args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -255,15 +247,8 @@ def test_exit_status_from_the_console_script(tmp_path):
 
 
 def test_python_dash_m_runs_the_command(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-m", "keras_aff.cli", "info", "missing.keras"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
+    argv = ["-m", "keras_aff.cli", "info", "missing.keras"]
+    proc = processes.run_python(argv, cwd=tmp_path)
     assert proc.returncode == 2
     assert "keras-aff: error: no such file: missing.keras" in proc.stderr
 
@@ -295,20 +280,12 @@ def test_describe_model_rejects_a_path():
 def test_import_does_not_load_tensorflow():
     # TensorFlow (the exports, the demo's Keras timing) is imported by the
     # functions that need it, so that `keras-aff info` runs on any backend.
-    pytest.importorskip("jax")
     code = (
         "import json, sys\n"
         "import keras, keras_aff.cli, keras_aff.demo\n"
         "print(json.dumps([keras.backend.backend(),\n"
         "    'tensorflow' in sys.modules]))\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["jax", False]
+    env = processes.environment(backend="jax")
+    proc = processes.succeeded(processes.run_python(["-c", code], env=env))
+    assert processes.last_json(proc) == ["jax", False]

@@ -3,10 +3,7 @@
 one clear line, exit status 2 and no output file for every user error."""
 
 import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,29 +12,17 @@ import pytest
 from keras_aff import cli
 from keras_aff import interop
 from keras_aff import models
+from tests import processes
 from tests.interop import fixtures
 from tests.interop import mxnet_writer
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_convert_to_keras_from_a_fresh_process(tmp_path):
     params = fixtures.path("aff_resnet32.params")
     out = tmp_path / "aff_resnet32.keras"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p]
-    )
-    argv = ["convert", str(params), "--model", "aff_resnet32"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "keras_aff.cli", *argv, "--out", out.name],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    argv = ["convert", params, "--model", "aff_resnet32", "--out", out.name]
+    proc = processes.run_python(["-m", "keras_aff.cli", *argv], cwd=tmp_path)
+    processes.succeeded(proc)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(
         "aff_resnet32: 521 arrays loaded (float32 x521, cast to float32) "

@@ -4,15 +4,12 @@
 the demo model give bit-identical weights; another seed gives others.
 Each backend runs in a process of its own (`determinism.py`)."""
 
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.distributed.helpers import python_path
+from tests import processes
 
 SCRIPT = pathlib.Path(__file__).with_name("determinism.py")
 
@@ -22,16 +19,9 @@ SCRIPT = pathlib.Path(__file__).with_name("determinism.py")
 )
 def test_two_runs_give_bit_identical_weights(tmp_path, backend, epochs):
     out = tmp_path / "runs.npz"
-    env = dict(os.environ, PYTHONPATH=python_path())
-    env.pop("KERAS_BACKEND", None)
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), backend, str(epochs), str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = processes.environment(drop=("KERAS_BACKEND",))
+    argv = [SCRIPT, backend, epochs, out]
+    processes.succeeded(processes.run_python(argv, env=env, timeout=400))
     with np.load(out) as f:
         runs = {k: f[k] for k in f.files}
     n = sum(k.startswith("first_") for k in runs)

@@ -1,32 +1,21 @@
 """Running the distributed scripts in processes of their own, bounded in
 time, never leaving a process behind."""
 
-import os
-import pathlib
-import signal
 import socket
-import subprocess
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests import processes
+from tests.processes import ROOT
+
 EXAMPLE = ROOT / "examples" / "distributed_training.py"
-
-
-def python_path():
-    """This checkout first, then whatever the test session was given."""
-    rest = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([str(ROOT)] + ([rest] if rest else []))
 
 
 def environment():
     """The subprocesses' environment: this checkout importable, and no
-    backend or device settings of the test session."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=python_path())
-    env.pop("KERAS_BACKEND", None)  # each script chooses its own
-    env.pop("XLA_FLAGS", None)
-    return env
+    backend or device settings of the test session (each script chooses
+    its own)."""
+    return processes.environment(drop=("KERAS_BACKEND", "XLA_FLAGS"))
 
 
 def free_port():
@@ -39,40 +28,15 @@ def free_port():
 def stop(procs):
     """Kills every process group still running."""
     for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        processes.kill_group(p)
         p.wait()
 
 
 def run(argv, cwd, timeout=300):
     """Runs `python argv...` in its own process group; kills the whole
     group on a time-out (a launcher's workers included)."""
-    env = environment()
-    proc = subprocess.Popen(
-        [sys.executable, *map(str, argv)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(
-            f"timed out after {timeout} s:\n{err[-3000:]}"
-        ) from None
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return proc.returncode, out, err
+    proc = processes.run_python(argv, environment(), cwd, timeout)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def variables(path):

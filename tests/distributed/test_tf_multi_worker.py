@@ -3,9 +3,9 @@ MultiWorkerMirroredStrategy (keras-team/keras#20585): two workers on
 127.0.0.1 fail with the error quoted in docs/scaling_out.md. When this
 test fails, Keras has fixed it: update the "Several hosts" section."""
 
-import subprocess
 import sys
 
+from tests import processes
 from tests.distributed import helpers
 
 SCRIPT = helpers.ROOT / "tests" / "distributed" / "tf_multi_worker.py"
@@ -15,14 +15,8 @@ def test_fit_fails_under_multi_worker_mirrored_strategy(tmp_path):
     ports = f"{helpers.free_port()},{helpers.free_port()}"
     env = helpers.environment()
     workers = [
-        subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(i), ports],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        processes.start(
+            [sys.executable, SCRIPT, i, ports], env=env, cwd=tmp_path
         )
         for i in range(2)
     ]

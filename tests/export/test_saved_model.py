@@ -2,8 +2,6 @@
 loads where keras and keras_aff cannot be imported, fails loudly."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 
 from keras_aff import export
 from keras_aff.export import saved_model
+from tests import processes
 from tests.export import helpers
 
 pytestmark = pytest.mark.export
@@ -106,12 +105,7 @@ def test_standalone_process_blocks_keras_and_keras_aff(model, tmp_path):
     # The blocker the standalone check relies on really hides the packages.
     prefix = saved_model._STANDALONE_SCRIPT.split("import numpy")[0]
     for name in ("keras", "tf_keras", "keras_aff"):
-        proc = subprocess.run(
-            [sys.executable, "-c", prefix + f"import {name}\n"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = processes.run_python(["-c", prefix + f"import {name}\n"])
         assert proc.returncode == 1
         assert f"No module named '{name}'" in proc.stderr
     with pytest.raises(RuntimeError, match="without keras / keras_aff"):
@@ -129,14 +123,7 @@ def test_other_backend_is_refused():
         "except RuntimeError as err:\n"
         "    print(err)\n"
     )
-    pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    env = processes.environment(backend="jax")
+    proc = processes.run_python(["-c", code], env=env)
     assert "needs the TensorFlow backend" in proc.stdout, proc.stderr[-2000:]
     assert "Received: backend='jax'" in proc.stdout

@@ -12,7 +12,7 @@ grow their arenas to the largest batch); 17 s for the whole script.
 
 import pytest
 
-from tests.benchmark_runner import run_benchmark
+from tests.processes import run_benchmark
 
 MEMORY_BOUND_MIB = 32
 

@@ -7,8 +7,8 @@ whatever backend the test run itself uses.
 
 import pytest
 
-from tests.benchmark_runner import run_benchmark
-from tests.benchmark_runner import run_script
+from tests.processes import run_benchmark
+from tests.processes import run_script
 
 NAMES = ["x+y", "conv1x1_matmuls", "MSCAM", "AFF", "IAFF"]
 TINY = ("--shape=2,6,5,16", "--repeats=1", "--warmup=0")
@@ -69,6 +69,6 @@ def test_torch_parity_says_how_to_get_torch(tmp_path):
     (tmp_path / "torch" / "__init__.py").write_text(
         "raise ImportError('no torch here')\n"
     )
-    proc = run_script("torch_parity.py", timeout=120, pythonpath=tmp_path)
+    proc = run_script("torch_parity.py", timeout=120, pythonpath=[tmp_path])
     assert proc.returncode == 2
     assert "install it first (`pip install torch`)" in proc.stderr

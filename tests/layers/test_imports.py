@@ -5,15 +5,12 @@ tensorflow; the interop module must never import torch.
 """
 
 import ast
-import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 import keras_aff
+from tests import processes
 
 PACKAGE = pathlib.Path(keras_aff.__file__).parent
 # Modules that must be importable without tensorflow and torch.
@@ -58,7 +55,6 @@ def test_no_tensorflow_or_torch_import_statements(subpackage):
 
 
 def test_import_under_jax_does_not_load_tensorflow():
-    pytest.importorskip("jax")
     code = (
         "import json, sys\n"
         "import keras_aff, keras_aff.layers, keras_aff.interop\n"
@@ -67,17 +63,9 @@ def test_import_under_jax_does_not_load_tensorflow():
         "print(json.dumps({'backend': keras.backend.backend(),\n"
         f"  'loaded': [m for m in {FORBIDDEN!r} if m in mods]}}))\n"
     )
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result == {"backend": "jax", "loaded": []}
+    env = processes.environment(backend="jax")
+    proc = processes.succeeded(processes.run_python(["-c", code], env=env))
+    assert processes.last_json(proc) == {"backend": "jax", "loaded": []}
 
 
 def test_layers_run_without_jax_on_tensorflow(tmp_path):
@@ -98,22 +86,7 @@ def test_layers_run_without_jax_on_tensorflow(tmp_path):
         "optimize.fold_batchnorm(keras.Model(i, layers.AFF()([i, i])))\n"
         "print(keras.backend.backend(), [tuple(o.shape) for o in outs])\n"
     )
-    env = dict(
-        os.environ,
-        KERAS_BACKEND="tensorflow",
-        TF_CPP_MIN_LOG_LEVEL="2",
-        PYTHONPATH=os.pathsep.join(
-            [str(tmp_path), str(PACKAGE.parent)]
-            + [p for p in [os.environ.get("PYTHONPATH")] if p]
-        ),
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = processes.environment(backend="tensorflow", pythonpath=[tmp_path])
+    proc = processes.succeeded(processes.run_python(["-c", code], env=env))
     last = proc.stdout.strip().splitlines()[-1]
     assert last == "tensorflow [(2, 4, 4, 16), (2, 4, 4, 16), (2, 4, 4, 16)]"

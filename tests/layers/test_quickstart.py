@@ -1,26 +1,16 @@
 """examples/quickstart.py runs, reloads its .keras file and reports the
 difference (under the backend of this test run)."""
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests import processes
+from tests.processes import ROOT
 
 
 def test_quickstart_example(tmp_path):
     script = ROOT / "examples" / "quickstart.py"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, str(script), "--samples=256", f"--out={tmp_path}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    argv = [script, "--samples=256", f"--out={tmp_path}"]
+    proc = processes.succeeded(processes.run_python(argv))
     match = re.search(r"^max abs diff: (\S+)$", proc.stdout, re.MULTILINE)
     assert match, proc.stdout
     assert float(match.group(1)) <= 1e-6

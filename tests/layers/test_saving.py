@@ -9,9 +9,6 @@ through the same subprocess.
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -19,6 +16,7 @@ import numpy as np
 import pytest
 
 from keras_aff import layers
+from tests import processes
 from tests.layers import cases
 from tests.layers import harness
 from tests.layers import reference
@@ -107,16 +105,8 @@ def fresh_load(tmp_path_factory):
         saved[name] = expected
     (directory / "manifest.json").write_text(json.dumps(manifest))
     (directory / "load.py").write_text(LOAD_SCRIPT)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "load.py", "manifest.json"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    argv = ["load.py", "manifest.json"]
+    proc = processes.succeeded(processes.run_python(argv, cwd=directory))
     line = [x for x in proc.stdout.splitlines() if x.startswith("REPORT ")]
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     return json.loads(line[-1][len("REPORT ") :]), saved

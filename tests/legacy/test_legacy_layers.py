@@ -3,8 +3,6 @@ variable paths, same config, same outputs; plus the tf_keras-side contract
 (serialization, save/load, training, mixed precision, XLA, errors)."""
 
 import json
-import os
-import subprocess
 import sys
 
 import keras
@@ -15,6 +13,7 @@ import tf_keras
 
 import keras_aff
 from keras_aff import legacy
+from tests import processes
 from tests.legacy.helpers import LAYER_IDS
 from tests.legacy.helpers import LAYERS
 from tests.legacy.helpers import SHAPE
@@ -236,16 +235,10 @@ def test_imports_on_demand_only():
         "import keras_aff.qat\n"
         "print('ok')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["KERAS_BACKEND"] = "tensorflow"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    env = processes.environment(
+        backend="tensorflow", drop=("TF_USE_LEGACY_KERAS",)
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = processes.succeeded(processes.run_python(["-c", code], env=env))
     assert result.stdout.strip().endswith("ok")
 
 

@@ -8,38 +8,22 @@ so that its tfmot import cannot touch this process), with a fixed seed.
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+from tests import processes
+from tests.processes import ROOT
 
 
 @pytest.mark.slow
 def test_qat_int8_within_one_point_of_float(tmp_path):
     out = tmp_path / "figures.json"
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["KERAS_BACKEND"] = "tensorflow"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "examples", "qat_digits.py"),
-            "--seed",
-            "0",
-            "--out",
-            str(tmp_path),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
+    env = processes.environment(
+        backend="tensorflow", drop=("TF_USE_LEGACY_KERAS",)
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    script = ROOT / "examples" / "qat_digits.py"
+    argv = [script, "--seed", "0", "--out", tmp_path, "--json", out]
+    processes.succeeded(processes.run_python(argv, env=env, timeout=600))
     figures = json.loads(out.read_text())
     float_acc = figures["float"]["accuracy"]
     ptq, qat = figures["ptq_int8"], figures["qat_int8"]

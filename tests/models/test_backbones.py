@@ -3,10 +3,7 @@ architecture facts of the official code."""
 
 import inspect
 import math
-import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -15,6 +12,7 @@ import tensorflow as tf
 
 import keras_aff
 import keras_aff.models as M
+from tests import processes
 from tests.models.helpers import BIG
 from tests.models.helpers import model_params
 from tests.models.helpers import small_input_shape
@@ -478,16 +476,7 @@ def test_keras_round_trip_in_a_fresh_process(tmp_path):
         " atol=1e-6)\n"
         "print('OK')\n"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = processes.succeeded(processes.run_python(["-c", code]))
     assert "OK" in out.stdout
 
 

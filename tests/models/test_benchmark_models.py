@@ -3,8 +3,8 @@ of one and one repeat: no timing is asserted)."""
 
 import pytest
 
-from tests.benchmark_runner import run_benchmark
-from tests.benchmark_runner import run_script
+from tests.processes import run_benchmark
+from tests.processes import run_script
 
 
 @pytest.mark.slow
