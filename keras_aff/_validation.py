@@ -264,3 +264,23 @@ def check_writable_path(name, value):
             ValueError, name, path, "a path in an existing, writable directory"
         )
     return path
+
+
+def check_tolerance(name, value):
+    """None, or a finite number >= 0 (not a bool, not a string): a
+    verification tolerance such as `atol`. `inf` would switch the check
+    off and a negative bound would fail every artifact, so both are
+    refused before any work.
+
+    Example:
+
+    >>> check_tolerance("atol", 1e-3)
+    0.001
+    >>> check_tolerance("atol", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected `atol` to be a finite number >= 0. Received: atol=inf
+    """
+    if value is None:
+        return None
+    return check_number(name, value, low=0)

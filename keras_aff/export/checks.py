@@ -16,7 +16,9 @@ Tolerances (relative to the output scale `s = max(1, max |Keras output|)`):
 |                                   | agreement >= 0.9                       |
 
 `atol` (absolute) or `rtol` (relative to `s`) replace the bound: on the max
-error, for int8 on the mean error; `min_top1_agreement` replaces 0.9.
+error, for int8 on the mean error; `min_top1_agreement` replaces 0.9. Both
+must be finite and >= 0 (`inf` would switch the check off, a negative bound
+fail every artifact): anything else is refused before any work.
 `keras_aff.qat.convert_to_int8_litert(..., tolerance=t)` is the int8 policy
 with `rtol=t`.
 """
@@ -25,6 +27,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_aff._validation import check_number
+from keras_aff._validation import check_tolerance
 from keras_aff.export.report import ExportVerificationError
 
 # Relative tolerances on the max abs error, by what the artifact computes in.
@@ -133,6 +137,16 @@ class Policy:
     atol: float | None = None
     rtol: float | None = None
     min_top1_agreement: float | None = None
+
+    def __post_init__(self):
+        # A bound of inf would switch the check off, a negative one fail
+        # every artifact: both are refused (the exporters check first).
+        check_tolerance("atol", self.atol)
+        check_tolerance("rtol", self.rtol)
+        if self.min_top1_agreement is not None:
+            check_number(
+                "min_top1_agreement", self.min_top1_agreement, low=0, high=1
+            )
 
     def check(self, label, reference, candidate, where=""):
         """Raises ExportVerificationError, or returns (Stats, tolerance)."""

@@ -20,6 +20,7 @@ from keras_aff._validation import check_bool
 from keras_aff._validation import check_choice
 from keras_aff._validation import check_int
 from keras_aff._validation import check_number
+from keras_aff._validation import check_tolerance
 from keras_aff.export import checks
 from keras_aff.export import environment
 from keras_aff.export import folding
@@ -279,9 +280,8 @@ def _data(model, quantization, representative_data, sample_inputs, limit):
     calibration = None
     if representative_data is not None:
         calibration = model_io.normalize_inputs(
-            model, representative_data, "representative_data"
+            model, representative_data, "representative_data", limit
         )
-        calibration = model_io.take(calibration, slice(0, limit))
     if quantization == "int8":
         return calibration, calibration
     if sample_inputs is not None:
@@ -404,8 +404,7 @@ def export_litert(
     quantization = _check_arguments(
         model, quantization, representative_data, float_io
     )
-    if atol is not None:
-        atol = check_number("atol", atol, low=0.0)
+    atol = check_tolerance("atol", atol)
     if min_top1_agreement is not None:
         min_top1_agreement = check_number(
             "min_top1_agreement", min_top1_agreement, low=0.0, high=1.0

@@ -58,7 +58,20 @@ def input_specs(model):
     ]
 
 
+# At most this many samples are read from `sample_inputs` (every
+# exporter); `representative_data` reads `max_calibration_samples`.
+MAX_SAMPLES = 500
+# Real numbers: float, signed and unsigned integer arrays.
+_NUMERIC_KINDS = "fiu"
+_PAIR_HINT = (
+    " (an (inputs, labels) pair? Pass the inputs only, e.g. "
+    "`dataset.map(lambda x, y: x)`)"
+)
+
+
 def _as_list(data, model, arg_name):
+    """The per-input parts of `data` (not converted yet), in `model.inputs`
+    order."""
     names = input_names(model)
     if isinstance(data, dict):
         missing = [n for n in names if n not in data]
@@ -74,74 +87,190 @@ def _as_list(data, model, arg_name):
     else:
         data = [data]  # one input: an array, or a list of its samples
     if len(data) != len(names):
+        hint = _PAIR_HINT if len(data) == 2 else ""
         raise ValueError(
             f"The model has {len(names)} inputs {names}, so `{arg_name}` "
-            f"needs {len(names)} arrays. Received: {len(data)} arrays"
+            f"needs {len(names)} arrays{hint}. Received: {len(data)} arrays"
         )
-    return [np.asarray(d) for d in data]
+    return data
 
 
-def _stack_samples(data, model, arg_name):
-    """An iterable of samples (each an array or one array per input) as one
-    array per input."""
-    items = [_as_list(item, model, arg_name) for item in data]
-    if not items:
+def _where(model, name):
+    return f" (input '{name}')" if len(model.inputs) > 1 else ""
+
+
+def _numeric(value, tensor, name, model, arg_name):
+    """`value` as a numpy array of real numbers (bool too for a bool input);
+    complex, bool, string and object data is a TypeError naming the
+    dtype."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
         raise ValueError(
-            f"`{arg_name}` produced no samples. Received: an empty iterable"
+            f"`{arg_name}`{_where(model, name)} is not an array: {e}"
+            f"{_PAIR_HINT}. Received: {type(value).__name__}"
+        ) from None
+    kinds = _NUMERIC_KINDS + ("b" if dtype_name(tensor.dtype) == "bool" else "")
+    if arr.dtype.kind not in kinds:
+        raise TypeError(
+            f"Expected `{arg_name}`{_where(model, name)} to hold real numbers "
+            "(a float or integer array; integers are cast to the input "
+            "dtype). Complex, bool, string and object data is refused, "
+            "never cast silently (the imaginary part or the text would be "
+            f"lost). Received: {arg_name} dtype={arr.dtype}"
         )
+    return arr
+
+
+def _fit(arr, tensor, name, model, arg_name):
+    """`arr` with a batch axis, checked against the input's shape."""
+    expected = tuple(tensor.shape)
+    if arr.ndim == len(expected) - 1:
+        arr = arr[None]
+    ok = arr.ndim == len(expected) and all(
+        e is None or e == a for e, a in zip(expected[1:], arr.shape[1:])
+    )
+    if not ok:
+        raise ValueError(
+            f"`{arg_name}` does not fit model input '{name}' of shape "
+            f"{expected}. Received: {arg_name} shape={arr.shape}"
+        )
+    return arr
+
+
+def _same_count(arrays, arg_name, where=""):
+    counts = [a.shape[0] for a in arrays]
+    if len(set(counts)) > 1:
+        raise ValueError(
+            f"All arrays in `{arg_name}` need the same number of "
+            f"samples{where}. Received: {' and '.join(map(str, counts))}"
+        )
+    return counts[0]
+
+
+def _arrays(data, model, arg_name):
+    """One checked array per input, each with a batch axis."""
     return [
-        np.concatenate(
-            [
-                it[i] if it[i].ndim == len(tensor.shape) else it[i][None]
-                for it in items
-            ]
+        _fit(_numeric(part, t, n, model, arg_name), t, n, model, arg_name)
+        for t, n, part in zip(
+            model.inputs, input_names(model), _as_list(data, model, arg_name)
         )
-        for i, tensor in enumerate(model.inputs)
     ]
 
 
-def normalize_inputs(model, data, arg_name="sample_inputs"):
+def _read_samples(data, model, arg_name, limit):
+    """Reads an iterable of samples lazily, item by item, and stops as soon
+    as `limit` samples are in: an endless generator or a repeated
+    `tf.data.Dataset` is never read further."""
+    parts, count = [[] for _ in model.inputs], 0
+    for index, item in enumerate(data):
+        arrays = _arrays(item, model, arg_name)
+        rows = _same_count(arrays, arg_name, f" (item {index})")
+        for part, arr in zip(parts, arrays):
+            part.append(arr)
+        count += rows
+        if count >= limit:
+            break
+    if count == 0:
+        raise ValueError(
+            f"`{arg_name}` produced no samples. Received: an empty iterable"
+        )
+    return [np.concatenate(part)[:limit] for part in parts]
+
+
+def _cast(arr, tensor, name, model, arg_name):
+    """`arr` in the input's dtype (float32 for float16 inputs); integer
+    inputs take integral values within the dtype's range only."""
+    dtype = dtype_name(tensor.dtype)
+    dtype = "float32" if dtype == "float16" else dtype
+    kind = np.dtype(dtype).kind
+    if kind in "iu" and arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        bad = ~finite | (arr != np.round(np.where(finite, arr, 0)))
+        info = np.iinfo(dtype)
+        bad |= finite & ((arr < info.min) | (arr > info.max))
+        if bad.any():
+            index = int(np.argwhere(bad)[0][0])
+            raise ValueError(
+                f"Model input '{name}' is {dtype}, so `{arg_name}` must "
+                f"hold whole numbers in [{info.min}, {info.max}]. Received: "
+                f"{arg_name}[{index}] holds {arr[bad].flat[0]!r}"
+            )
+    with np.errstate(over="ignore", invalid="ignore"):
+        return arr.astype(dtype, copy=False)
+
+
+def _bad_rows(arr):
+    """A bool per sample: whether it holds NaN or Inf."""
+    return (~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim)))
+
+
+def _check_finite(arr, source, name, model, arg_name):
+    """Names the first sample holding NaN or Inf (in the data, or after
+    the cast to the input dtype) before anything runs on it."""
+    if arr.dtype.kind != "f":
+        return
+    rows = _bad_rows(arr)
+    if not rows.any():
+        return
+    index = int(np.flatnonzero(rows)[0])
+    row = arr[index]
+    kind = "NaN" if np.isnan(row).any() else "Inf"
+    cause = ""
+    if np.isfinite(np.asarray(source[index], dtype="float64")).all():
+        cause = f" after the cast to {arr.dtype} (values beyond its range)"
+    raise ValueError(
+        f"`{arg_name}` holds {kind}{cause} at sample {index}"
+        f"{_where(model, name)}: {int(rows.sum())} of {len(arr)} samples are "
+        "not finite. Calibration and verification need finite inputs: drop "
+        "or repair those samples (the model and the converter are not at "
+        f"fault). Received: {arg_name}[{index}] with {kind}"
+    )
+
+
+def normalize_inputs(model, data, arg_name="sample_inputs", limit=MAX_SAMPLES):
     """Validates user data for the model's inputs; returns a list of
-    float32 (or the input dtype) arrays in `model.inputs` order.
+    arrays in `model.inputs` order, in each input's dtype (float32 for
+    float16 inputs), at most `limit` samples each.
 
     `data`: an array (one input), a list/tuple of arrays (one per input), a
     dict name -> array, or a callable/iterable of samples (the
-    `representative_dataset` convention: each item an array or a list of
-    arrays, usually with a batch dimension of 1).
+    `representative_dataset` convention: each item an array, a list of
+    arrays or a dict, with or without a batch dimension; a generator, any
+    iterator, a `tf.data.Dataset`). An iterable is read lazily and only
+    until `limit` samples are in, so an endless one is fine; of an array
+    the first `limit` samples are taken.
+
+    Raises:
+        TypeError: complex, bool (unless the input is bool), string or
+            object data, or a string instead of data.
+        ValueError: data that does not fit the inputs, no samples, NaN or
+            Inf (named with the sample index and the input), non-integral
+            data for an integer input.
     """
     if data is None:
         raise ValueError(f"`{arg_name}` is required. Received: None")
+    if isinstance(data, (str, bytes)):
+        raise TypeError(
+            f"Expected `{arg_name}` to be an array, a list or dict of "
+            "arrays, or an iterable of samples (load files first). "
+            f"Received: {arg_name}={data!r} (of type {type(data).__name__})"
+        )
     if callable(data) and not isinstance(data, np.ndarray):
         data = data()
     if not isinstance(data, (np.ndarray, list, tuple, dict)) and hasattr(
         data, "__iter__"
     ):
-        data = _stack_samples(data, model, arg_name)
-    arrays = _as_list(data, model, arg_name)
-    n = None
+        arrays = _read_samples(data, model, arg_name, limit)
+    else:
+        arrays = [a[:limit] for a in _arrays(data, model, arg_name)]
+    if _same_count(arrays, arg_name) == 0:
+        raise ValueError(f"`{arg_name}` holds no samples. Received: 0")
     out = []
     for tensor, name, arr in zip(model.inputs, input_names(model), arrays):
-        expected = tuple(tensor.shape)
-        if arr.ndim == len(expected) - 1:
-            arr = arr[None]
-        ok = arr.ndim == len(expected) and all(
-            e is None or e == a for e, a in zip(expected[1:], arr.shape[1:])
-        )
-        if not ok:
-            raise ValueError(
-                f"`{arg_name}` does not fit model input '{name}' of shape "
-                f"{expected}. Received: {arg_name} shape={arr.shape}"
-            )
-        if n is not None and arr.shape[0] != n:
-            raise ValueError(
-                f"All arrays in `{arg_name}` need the same number of "
-                f"samples. Received: {n} and {arr.shape[0]}"
-            )
-        n = arr.shape[0]
-        if n == 0:
-            raise ValueError(f"`{arg_name}` holds no samples. Received: 0")
-        dtype = dtype_name(tensor.dtype)
-        out.append(arr.astype(dtype if dtype != "float16" else "float32"))
+        cast = _cast(arr, tensor, name, model, arg_name)
+        _check_finite(cast, arr, name, model, arg_name)
+        out.append(cast)
     return out
 
 
@@ -185,4 +314,27 @@ def keras_outputs(model, inputs):
         out = [out[k] for k in sorted(out)]
     elif not isinstance(out, (list, tuple)):
         out = [out]
-    return [np.asarray(o, dtype="float32") for o in out]
+    outputs = [np.asarray(o, dtype="float32") for o in out]
+    check_finite_outputs(outputs)
+    return outputs
+
+
+def check_finite_outputs(outputs):
+    """Raises `ExportVerificationError` when the Keras model's own outputs
+    (on finite inputs) hold NaN or Inf: there is nothing to verify an
+    artifact against, and no converter or folding is at fault."""
+    from keras_aff.export.report import ExportVerificationError
+
+    for i, out in enumerate(outputs):
+        out = np.atleast_1d(out)
+        rows = _bad_rows(out)
+        if rows.any():
+            index = int(np.flatnonzero(rows)[0])
+            kind = "NaN" if np.isnan(out[index]).any() else "Inf"
+            raise ExportVerificationError(
+                f"The Keras model itself outputs {kind} (output {i}, sample "
+                f"{index}; {int(rows.sum())} of {len(out)} samples) on finite "
+                "inputs, so no artifact can be verified against it. Fix the "
+                "model first (diverged or untrained weights, a log or a "
+                "division by zero, a float16 overflow)."
+            )

@@ -7,6 +7,7 @@ import collections
 import logging
 
 from keras_aff._validation import check_int
+from keras_aff._validation import check_tolerance
 from keras_aff.export import checks
 from keras_aff.export import environment
 from keras_aff.export import folding
@@ -90,6 +91,7 @@ def export_onnx(
     model_io.check_model(model)
     if opset is not None:
         opset = check_int("opset", opset, min_value=7)
+    atol = check_tolerance("atol", atol)
     if sample_inputs is None:
         samples = model_io.random_inputs(model)
     else:

@@ -11,6 +11,7 @@ import tempfile
 import numpy as np
 
 from keras_aff._validation import check_bool
+from keras_aff._validation import check_tolerance
 from keras_aff.export import checks
 from keras_aff.export import environment
 from keras_aff.export import folding
@@ -225,6 +226,7 @@ def export_saved_model(
     model_io.check_model(model)
     check_bool("dynamic_spatial", dynamic_spatial)
     check_bool("standalone_check", standalone_check)
+    atol = check_tolerance("atol", atol)
     if sample_inputs is None:
         samples = model_io.random_inputs(model)
     else:

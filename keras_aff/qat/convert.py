@@ -11,6 +11,7 @@ policy and get the same `ExportReport`.
 import tf_keras
 
 from keras_aff._validation import check_bool
+from keras_aff._validation import check_int
 from keras_aff._validation import check_number
 from keras_aff._validation import check_path
 from keras_aff.export import checks
@@ -42,6 +43,18 @@ def _check_model(model, representative_dataset):
         )
 
 
+def _calibration(model, representative_dataset, limit):
+    """The converter's `representative_dataset`: the user's samples, read
+    lazily up to `limit` and checked (dtype, shape, NaN / Inf) before the
+    converter sees them, so an endless generator cannot hang it."""
+    if representative_dataset is None:
+        return None
+    calibration = model_io.normalize_inputs(
+        model, representative_dataset, "representative_dataset", limit
+    )
+    return litert.calibration_dataset(model_io.input_names(model), calibration)
+
+
 def convert_to_int8_litert(
     model,
     sample_inputs,
@@ -49,6 +62,7 @@ def convert_to_int8_litert(
     int8_io: bool = True,
     tolerance: float = 0.15,
     path=None,
+    max_calibration_samples: int = litert.MAX_CALIBRATION_SAMPLES,
 ) -> tuple:
     """Converts to a fully int8 LiteRT model and verifies it.
 
@@ -79,10 +93,16 @@ def convert_to_int8_litert(
 
     Args:
         model: a tf_keras model (QAT or float) with one input.
-        sample_inputs: numpy array, a batch of inputs for the numeric check.
+        sample_inputs: numpy array, a batch of inputs for the numeric check
+            (float or integer data, cast to the input dtype; complex, bool,
+            string or object data is a `TypeError`, NaN / Inf a
+            `ValueError` naming the sample; at most 500 samples are used).
         representative_dataset: optional callable yielding `[batch]` lists,
-            as `TFLiteConverter.representative_dataset`. Required for float
-            models.
+            as `TFLiteConverter.representative_dataset` (or an array, or
+            any iterable of samples). Required for float models. Read
+            lazily, at most `max_calibration_samples` samples (an endless
+            generator is fine), and checked like `sample_inputs` before
+            the converter sees it.
         int8_io: bool, default True: int8 input and output (the model is
             int8 end to end). False keeps float32 I/O (one QUANTIZE at the
             input, one DEQUANTIZE at the output).
@@ -95,6 +115,8 @@ def convert_to_int8_litert(
             a broken conversion (e.g. swapped operands) fails both.
         path: optional file path; the flatbuffer is written there, only
             after the checks pass.
+        max_calibration_samples: int, default 500. Samples read from
+            `representative_dataset`.
 
     Returns:
         `(tflite_bytes, report)`: `report` is an `ExportReport` with the int8
@@ -130,13 +152,16 @@ def convert_to_int8_litert(
     tolerance = check_number("tolerance", tolerance, low=0.0, low_open=True)
     if path is not None:
         path = check_path("path", path)
+    limit = check_int(
+        "max_calibration_samples", max_calibration_samples, min_value=1
+    )
     _check_model(model, representative_dataset)
     samples = model_io.normalize_inputs(model, sample_inputs)
     reference = model_io.keras_outputs(model, samples)
     flatbuffer = litert.convert(
         litert.frozen_function_source(model),
         "int8",
-        representative_dataset,
+        _calibration(model, representative_dataset, limit),
         float_io=not int8_io,
     )
     report = litert.verify_litert(
