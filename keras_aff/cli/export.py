@@ -4,6 +4,7 @@ artifact, verified against Keras by `keras_aff.export`.
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
+import argparse
 import json
 import os
 
@@ -72,11 +73,21 @@ def add_parser(subparsers):
     )
     exp.add_argument("--opset", type=positive_int, help="ONNX opset")
     exp.add_argument(
-        "--atol", type=float, help="absolute tolerance of the check"
+        "--atol", type=_tolerance, help="absolute tolerance of the check"
     )
     exp.add_argument("--json", action="store_true", help="print the report")
     exp.set_defaults(func=_run)
     return exp
+
+
+def _tolerance(text):
+    """An argparse `type`: a finite number >= 0, the exporters' check."""
+    from keras_aff._validation import check_tolerance
+
+    try:
+        return check_tolerance("atol", float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def default_out(model_path, fmt, quantize):
@@ -125,7 +136,7 @@ def load_calibration(path, model):
         ) from None
     try:
         return model_io.normalize_inputs(model, data, "calibration")
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise UsageError(f"calibration data {path} does not fit: {e}") from None
 
 

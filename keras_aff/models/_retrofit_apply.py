@@ -12,6 +12,7 @@ import keras
 
 from keras_aff.models._retrofit_graph import is_functional
 from keras_aff.models._retrofit_graph import is_sequential
+from keras_aff.models._retrofit_graph import merged_shape
 
 
 def _named_inputs(model):
@@ -50,7 +51,9 @@ class _Cloner:
         self.cache = {}
         self.pairs = []  # (original layer, copy)
         self.fusions = []  # (new fusion layer, Replacement)
-        self.ops_fusions = set()  # ids of fusion layers replacing ops.add
+        # id(copy of a planned addition) -> its calls' Replacement / None,
+        # consumed in graph order (the order of `find_sites`).
+        self.pending = {}
 
     def _fusion(self, replacement):
         new = self.fusion_cls(
@@ -59,8 +62,6 @@ class _Cloner:
             **self.fusion_kwargs,
         )
         self.fusions.append((new, replacement))
-        if replacement.site.kind == "ops.add":
-            self.ops_fusions.add(id(new))
         return new
 
     def clone(self, layer):
@@ -76,19 +77,32 @@ class _Cloner:
                 clone_function=self.clone,
                 call_function=self.call,
             )
-        elif key in self.plan.replacements:
-            new = self._fusion(self.plan.replacements[key])
         else:
             new = layer.__class__.from_config(layer.get_config())
-            if isinstance(layer, keras.layers.Layer):
+            if key in self.plan.replacements:
+                self.pending[id(new)] = list(self.plan.replacements[key])
+            elif isinstance(layer, keras.layers.Layer):
                 self.pairs.append((layer, new))
         self.cache[key] = new
         return new
 
     def call(self, op, *args, **kwargs):
-        if id(op) in self.ops_fusions:
-            return op([args[0], args[1]], **kwargs)
-        return op(*args, **kwargs)
+        """Calls `op`, or, at a replaced call of a planned addition, a new
+        fusion layer on the addition's two inputs."""
+        entries = self.pending.get(id(op))
+        replacement = entries.pop(0) if entries else None
+        if replacement is None:
+            return op(*args, **kwargs)
+        site = replacement.site
+        inputs = list(args[0]) if site.kind == "Add layer" else list(args)
+        shapes = tuple(tuple(t.shape) for t in inputs)
+        if len(inputs) != 2 or merged_shape(shapes) != replacement.shape:
+            raise RuntimeError(  # pragma: no cover - a Keras change
+                f"retrofit lost track of the calls of '{site.path}' "
+                f"(call {site.call}): expected inputs of shape "
+                f"{replacement.shape}, got {shapes}."
+            )
+        return self._fusion(replacement)(inputs, **kwargs)
 
 
 def _compile_like(original, new):
@@ -110,6 +124,11 @@ def apply_plan(model, plan, fusion_cls, fusion_kwargs):
         clone_function=cloner.clone,
         call_function=cloner.call,
     )
+    left = [i for entries in cloner.pending.values() for i in entries]
+    if left:  # pragma: no cover - a Keras change
+        raise RuntimeError(
+            f"retrofit: {len(left)} planned additions were never called."
+        )
     for old, new in cloner.pairs:
         if old.weights:
             new.set_weights(old.get_weights())

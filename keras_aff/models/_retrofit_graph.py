@@ -31,6 +31,11 @@ class AddSite:
         shapes: static shapes of the inputs.
         channels: channel count (None if unknown, or if the inputs differ
             in shape or are not rank 3, 4 or 5).
+        call: which call of the layer this is (0 for the first). An Add
+            layer called at several places (a shared layer) has one site
+            per call, each replaced by its own fusion layer.
+        calls: how many times the layer is called in the model (1 unless
+            it is shared).
 
     Example:
 
@@ -54,6 +59,8 @@ class AddSite:
     kind: str
     shapes: tuple
     channels: object
+    call: int = 0
+    calls: int = 1
 
 
 def is_sequential(obj):
@@ -137,21 +144,24 @@ def _channels(shapes, channel_index):
     return merged[channel_index]
 
 
-def find_sites(model, channel_index, prefix=""):
-    """Yields `(op, input_tensors, AddSite)` for every addition in the
-    graph, nested functional and Sequential models included, in graph
-    order."""
+def _walk(model, channel_index, prefix, seen):
+    """`find_sites` without the call counts. A nested model called at
+    several places is one shared model: its additions are visited once,
+    as `keras.models.clone_model` clones it once."""
+    if id(model) in seen:
+        return
+    seen.add(id(model))
     if is_sequential(model):
         for layer in model.layers:
             if is_functional(layer) or is_sequential(layer):
-                yield from find_sites(
-                    layer, channel_index, f"{prefix}{layer.name}/"
+                yield from _walk(
+                    layer, channel_index, f"{prefix}{layer.name}/", seen
                 )
         return
     for node in _graph_nodes(model):
         op = node.operation
         if is_functional(op) or is_sequential(op):
-            yield from find_sites(op, channel_index, f"{prefix}{op.name}/")
+            yield from _walk(op, channel_index, f"{prefix}{op.name}/", seen)
             continue
         inputs = add_inputs(node)
         if inputs is None:
@@ -167,6 +177,25 @@ def find_sites(model, channel_index, prefix=""):
             channels=_channels(shapes, channel_index),
         )
         yield op, inputs, site
+
+
+def find_sites(model, channel_index):
+    """A list of `(op, input_tensors, AddSite)`, one per call of every
+    addition in the graph, nested functional and Sequential models
+    included, in the order `keras.models.clone_model` calls them (graph
+    order); `AddSite.call` and `calls` number the calls of a shared
+    layer."""
+    found = list(_walk(model, channel_index, "", set()))
+    totals, seen = {}, {}
+    for op, _, _ in found:
+        totals[id(op)] = totals.get(id(op), 0) + 1
+    sites = []
+    for op, inputs, site in found:
+        call = seen.get(id(op), 0)
+        seen[id(op)] = call + 1
+        site = dataclasses.replace(site, call=call, calls=totals[id(op)])
+        sites.append((op, inputs, site))
+    return sites
 
 
 def all_layers(model):

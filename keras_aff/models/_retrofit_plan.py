@@ -75,8 +75,10 @@ class Skip:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """Every decision for one model. `replacements` maps `id(op)` of each
-    Add layer / `ops.add` operation to its `Replacement` (a shared Add
-    layer appears once); `skipped` lists the `Skip`s in graph order."""
+    Add layer / `ops.add` operation with a replaced call to a list with
+    one entry per call, in graph order: its `Replacement`, or None for a
+    call left as it was (a shared Add layer has several calls, each
+    decided on its own); `skipped` lists the `Skip`s in graph order."""
 
     replacements: dict
     skipped: tuple
@@ -183,40 +185,36 @@ def _check_names_found(select, found, model):
         )
 
 
-def _check_shared(replacement, site, shape):
-    """A shared Add layer gets one fusion layer, shared the same way; it
-    needs the same input shape at every call."""
-    if replacement.shape != shape:
-        raise ValueError(
-            f"Cannot replace the shared Add layer '{site.path}': it is "
-            f"called on inputs of different shapes ({replacement.shape} and "
-            f"{shape}). Received: input shapes {shape_text(site)}"
-        )
-
-
 def make_plan(model, settings):
     """The `Plan` for `model` under the checked `Settings`."""
     taken = {layer.name for layer in all_layers(model)}
-    found, replacements, skipped = set(), {}, []
+    found, calls, skipped = set(), {}, []
     for op, inputs, site in find_sites(model, settings.channel_index):
         found.update((site.name, site.path))
         requested, named = selection(settings.select, site)
         decision = decide(site, requested, named, settings.min_channels)
         if decision.action == REFUSE:
             raise _refusal(site, decision, named, settings.fusion)
+        entry = None
         if decision.action == SKIP:
             skipped.append(Skip(site, decision.reason))
-            continue
-        shape = merged_shape(site.shapes)
-        if id(op) in replacements:
-            _check_shared(replacements[id(op)], site, shape)
-            continue
-        replacements[id(op)] = Replacement(
-            site=site,
-            layer_name=_unique_name(f"{site.name}_{settings.fusion}", taken),
-            dtype=_fusion_dtype(op, inputs),
-            shape=shape,
-            inter_channels=site.channels // settings.reduction_ratio,
-        )
+        else:
+            # One new fusion layer per call: a shared Add layer's sites
+            # get their own weights (an Add has none to share).
+            entry = Replacement(
+                site=site,
+                layer_name=_unique_name(
+                    f"{site.name}_{settings.fusion}", taken
+                ),
+                dtype=_fusion_dtype(op, inputs),
+                shape=merged_shape(site.shapes),
+                inter_channels=site.channels // settings.reduction_ratio,
+            )
+        calls.setdefault(id(op), []).append(entry)
     _check_names_found(settings.select, found, model)
+    replacements = {
+        key: entries
+        for key, entries in calls.items()
+        if any(e is not None for e in entries)
+    }
     return Plan(replacements=replacements, skipped=tuple(skipped))

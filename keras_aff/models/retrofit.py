@@ -45,11 +45,12 @@ class RetrofitReport:
 
     Attributes:
         replaced: list of dicts, one per replaced addition: "path", "kind",
-            "shape", "channels", "inter_channels", "fusion_layer" (name of
-            the new layer) and "params" (its weight count, moving
-            statistics included).
+            "shape", "call" and "calls" (which call of the layer, of how
+            many: a shared Add layer has a row per call), "channels",
+            "inter_channels", "fusion_layer" (name of the new layer) and
+            "params" (its weight count, moving statistics included).
         skipped: list of dicts, one per addition left as it was: "path",
-            "kind", "shape" and "reason".
+            "kind", "shape", "call", "calls" and "reason".
         fusion: "aff" or "iaff".
         reduction_ratio: the attention bottleneck ratio used.
         params_before: weight count of the original model.
@@ -93,12 +94,12 @@ class RetrofitReport:
         ]
         for r in self.replaced:
             lines.append(
-                f"  replaced {r['path']} ({r['kind']}, {r['shape']}) -> "
+                f"  replaced {_where(r)} ({r['kind']}, {r['shape']}) -> "
                 f"{r['fusion_layer']} (+{r['params']:,})"
             )
         for s in self.skipped:
             lines.append(
-                f"  skipped  {s['path']} ({s['kind']}, {s['shape']}): "
+                f"  skipped  {_where(s)} ({s['kind']}, {s['shape']}): "
                 f"{s['reason']}"
             )
         return "\n".join(lines)
@@ -180,7 +181,20 @@ def _fusion_kwargs(fusion_cls, **kwargs):
 
 
 def _row(site):
-    return {"path": site.path, "kind": site.kind, "shape": shape_text(site)}
+    return {
+        "path": site.path,
+        "kind": site.kind,
+        "shape": shape_text(site),
+        "call": site.call,
+        "calls": site.calls,
+    }
+
+
+def _where(row):
+    """The path, with the call for a shared Add layer ("add [call 2/3]")."""
+    if row["calls"] == 1:
+        return row["path"]
+    return f"{row['path']} [call {row['call'] + 1}/{row['calls']}]"
 
 
 def _report(model, new_model, plan, fusions, settings):
@@ -238,6 +252,14 @@ def retrofit(
     (the official iAFF networks use 1.0; an identity start needs 2.0).
     Until the zeroed gammas move, the gate convs receive no gradient: the
     first steps train the zeroed BatchNorms, then the whole gate.
+
+    An Add layer called at several places (one layer object shared by
+    several additions) gets one new fusion layer per call, each with its
+    own weights and its own row in the report (`call`, `calls`): the
+    additions are independent once they learn, as an Add has no weights
+    to share. `select` by name selects every call of the layer; a
+    callable sees each call (`AddSite.call`). A nested model called at
+    several places stays one shared model, retrofitted once.
 
     The attention weight `w` multiplies the FIRST input of each addition
     (keras.applications' ResNet, MobileNetV2 and ConvNeXt put the shortcut

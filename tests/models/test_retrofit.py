@@ -248,17 +248,121 @@ def test_ops_add_nested_models_and_shared_layers():
     c = shared([b, keras.layers.Conv2D(16, 1, name="c2")(b)])
     model = keras.Model(inp, c, name="outer")
     new, report = M.retrofit(model, reduction_ratio=4, return_report=True)
-    paths = sorted(r["path"] for r in report.replaced)
-    assert paths[0].startswith("inner/") and paths[1] == "shared_add"
-    kinds = {r["path"]: r["kind"] for r in report.replaced}
-    assert kinds[paths[0]] == "ops.add"
-    assert kinds["shared_add"] == "Add layer"
-    # One fusion layer, shared the same way the Add was.
-    shared_aff = new.get_layer("shared_add_aff")
-    assert len(shared_aff._inbound_nodes) == 2
+    rows = [(r["path"], r["call"], r["calls"]) for r in report.replaced]
+    assert rows[0][0].startswith("inner/") and rows[0][1:] == (0, 1)
+    assert rows[1:] == [("shared_add", 0, 2), ("shared_add", 1, 2)]
+    kinds = [r["kind"] for r in report.replaced]
+    assert kinds == ["ops.add", "Add layer", "Add layer"]
+    # One fusion layer per call of the shared Add, each with its own
+    # weights, each called once.
+    names = [r["fusion_layer"] for r in report.replaced[1:]]
+    assert names == ["shared_add_aff", "shared_add_aff_1"]
+    first, second = (new.get_layer(n) for n in names)
+    assert len(first._inbound_nodes) == len(second._inbound_nodes) == 1
+    assert not {id(w) for w in first.weights} & {id(w) for w in second.weights}
+    assert "shared_add [call 2/2]" in str(report)
     assert isinstance(new.get_layer("inner"), keras.Model)
     x = np.random.RandomState(1).randn(2, 8, 8, 16).astype("float32")
     _assert_same_function(model, new, x)
+
+
+def _shared_add_model(channels=(16, 16, 16)):
+    """One Add layer called at three places: a = add([x, y]),
+    b = add([a, z]), c = add([p, q]) (the last on `channels[2]`
+    channels)."""
+    inp = keras.Input((8, 8, 16))
+    add = keras.layers.Add(name="add")
+    y = keras.layers.Conv2D(channels[0], 1, name="y")(inp)
+    a = add([keras.layers.Conv2D(channels[0], 1, name="x")(inp), y])
+    b = add([a, keras.layers.Conv2D(channels[1], 1, name="z")(a)])
+    p = keras.layers.Conv2D(channels[2], 3, padding="same", name="p")(b)
+    c = add([p, keras.layers.Conv2D(channels[2], 1, name="q")(b)])
+    return keras.Model(inp, keras.layers.GlobalAveragePooling2D()(c))
+
+
+def _weights_of(layer):
+    return [_np(w).copy() for w in layer.weights]
+
+
+def test_shared_add_layer_gets_one_fusion_per_call():
+    keras.utils.set_random_seed(3)
+    model = _shared_add_model()
+    new, report = M.retrofit(model, reduction_ratio=4, return_report=True)
+    assert [(r["path"], r["call"], r["calls"]) for r in report.replaced] == [
+        ("add", 0, 3),
+        ("add", 1, 3),
+        ("add", 2, 3),
+    ]
+    names = [r["fusion_layer"] for r in report.replaced]
+    assert names == ["add_aff", "add_aff_1", "add_aff_2"]
+    # Three independent fusion layers: every weight counted once.
+    per_fusion = report.replaced[0]["params"]
+    assert per_fusion == 16 * 4 * 2 * 2 + 4 * 2 + 16 * 2 + (4 + 16) * 4 * 2
+    assert report.params_added == 3 * per_fusion
+    assert {r["params"] for r in report.replaced} == {per_fusion}
+    x = np.random.RandomState(4).randn(2, 8, 8, 16).astype("float32")
+    _assert_same_function(model, new, x, rtol=1e-5)
+    # Changing one fusion leaves the others as they were.
+    before = [_weights_of(new.get_layer(n)) for n in names[1:]]
+    for w in new.get_layer(names[0]).weights:
+        w.assign(w + 0.5)
+    after = [_weights_of(new.get_layer(n)) for n in names[1:]]
+    for old, now in zip(before, after):
+        for a, b in zip(old, now):
+            np.testing.assert_array_equal(a, b)
+    assert "add [call 3/3]" in str(report)
+
+
+def test_shared_add_calls_are_decided_one_by_one():
+    # Different shapes per call (refused before 0.3), one call below
+    # min_channels (skipped and reported), one not selected.
+    keras.utils.set_random_seed(5)
+    model = _shared_add_model(channels=(16, 16, 8))
+    new, report = M.retrofit(
+        model, reduction_ratio=4, min_channels=12, return_report=True
+    )
+    assert [(r["call"], r["channels"]) for r in report.replaced] == [
+        (0, 16),
+        (1, 16),
+    ]
+    assert [(s["call"], s["reason"]) for s in report.skipped] == [
+        (2, "8 channels < min_channels=12")
+    ]
+    x = np.random.RandomState(6).randn(2, 8, 8, 16).astype("float32")
+    _assert_same_function(model, new, x, rtol=1e-5)
+    only_second = M.retrofit(
+        model,
+        reduction_ratio=4,
+        select=lambda site: site.call == 1,
+        return_report=True,
+    )[1]
+    assert [r["call"] for r in only_second.replaced] == [1]
+    assert [s["call"] for s in only_second.skipped] == [0, 2]
+    assert {s["reason"] for s in only_second.skipped} == {"not selected"}
+    # Selecting the layer by name selects every call.
+    named = M.retrofit(model, reduction_ratio=2, select=["add"])
+    aff = keras_aff.layers.AFF
+    assert sum(isinstance(la, aff) for la in named.layers) == 3
+    _assert_same_function(model, named, x, rtol=1e-5)
+
+
+def test_nested_model_called_twice_is_retrofitted_once():
+    inner_in = keras.Input((8, 8, 16))
+    h = keras.layers.Conv2D(16, 1, name="inner_conv")(inner_in)
+    inner = keras.Model(
+        inner_in, keras.layers.Add(name="inner_add")([inner_in, h]), name="blk"
+    )
+    inp = keras.Input((8, 8, 16))
+    model = keras.Model(inp, inner(inner(inp)))
+    new, report = M.retrofit(model, reduction_ratio=4, return_report=True)
+    assert [(r["path"], r["calls"]) for r in report.replaced] == [
+        ("blk/inner_add", 1)
+    ]
+    assert report.params_added == report.replaced[0]["params"]
+    # Still one shared block, called twice.
+    assert len(new.get_layer("blk")._inbound_nodes) == 2
+    x = np.random.RandomState(7).randn(2, 8, 8, 16).astype("float32")
+    _assert_same_function(model, new, x, rtol=1e-5)
 
 
 def test_retrofit_round_trips_through_keras_file(tmp_path):
