@@ -34,6 +34,8 @@ from keras_aff.export.runners import LiteRTRunner
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 500
+# Fewer int8 calibration samples than this: a warning and a report note.
+FEW_CALIBRATION_SAMPLES = 10
 _CONVERTER_NOISE = (
     # The calibrator uses the deprecated tf.lite.Interpreter.
     r"(?s).*tf\.lite\.Interpreter is deprecated",
@@ -291,6 +293,22 @@ def _data(model, quantization, representative_data, sample_inputs, limit):
     return calibration, model_io.random_inputs(model)
 
 
+def _few_samples_note(n, notes):
+    """Warns, and notes in the report, when int8 is calibrated and checked
+    on fewer than `FEW_CALIBRATION_SAMPLES` samples: its ranges and its
+    top-1 agreement then say little about real inputs."""
+    if n >= FEW_CALIBRATION_SAMPLES:
+        return
+    note = (
+        f"calibrated and checked on {n} sample(s) only: the int8 ranges "
+        "and the top-1 agreement of so few samples say little about real "
+        "inputs; use 100-500 real samples"
+    )
+    notes.append(note)
+    # Points at the caller of export_litert.
+    warnings.warn(note, stacklevel=3)
+
+
 def export_litert(
     model,
     path,
@@ -345,20 +363,30 @@ def export_litert(
         quantization: None, "float16", "dynamic" or "int8".
         representative_data: calibration inputs, required for "int8": an
             array (N, ...) for one input, a list of arrays (one per input),
-            a dict name -> array, or a callable returning an iterable of
-            samples (the TFLite `representative_dataset` convention). Use
-            100-500 real samples. In other modes it is used as
-            `sample_inputs` when those are not given.
+            a dict name -> array, or an iterable of samples or a callable
+            returning one (the TFLite `representative_dataset` convention;
+            a generator, a `tf.data.Dataset`). Use 100-500 real samples
+            (fewer than 10 warn and add a report note). At most
+            `max_calibration_samples` are read, lazily: an endless
+            generator or a `.repeat()`ed dataset is fine. Float or integer
+            data (e.g. uint8 images), cast to the input dtype; complex,
+            bool, string and object data is a `TypeError`, NaN / Inf a
+            `ValueError` naming the sample (and the input). In other modes
+            it is used as `sample_inputs` when those are not given.
         sample_inputs: optional inputs to check float modes with (same
-            forms); default 4 reproducible standard-normal samples.
+            forms and rules; at most 500 samples are used); default 4
+            reproducible standard-normal samples.
         float_io: bool, default False. For "int8", keep float32 input and
             output (quantize / dequantize ops inside the model).
-        atol: optional float, absolute tolerance replacing the default (on
-            the max error; on the mean error for "int8").
+        atol: optional finite float >= 0, absolute tolerance replacing the
+            default (on the max error; on the mean error for "int8").
+            `inf`, NaN or a negative value is a `ValueError` before any
+            work.
         min_top1_agreement: optional float in [0, 1], default 0.9 ("int8").
         num_threads: optional int, interpreter threads for the check and
             the latency (default: LiteRT's choice).
-        max_calibration_samples: int, default 500. Calibration samples used.
+        max_calibration_samples: int, default 500. Calibration samples read
+            from `representative_data` (the first ones).
         fold_batchnorm: bool, default True. Convert
             `keras_aff.optimize.fold_batchnorm(model)` (checked against
             `model` first); the report's `batch_norm_folding` gives the op
@@ -371,9 +399,10 @@ def export_litert(
 
     Raises:
         TypeError: `model` is not a Keras 3 model; an argument of the
-            wrong type.
+            wrong type; complex, bool, string or object data.
         ValueError: unknown `quantization`; "int8" without
-            `representative_data`; data that does not fit the model.
+            `representative_data`; data that does not fit the model or
+            holds NaN / Inf; `atol` not finite or negative.
         RuntimeError: the converter needs non-builtin ops, or the backend
             is not TensorFlow.
         ExportVerificationError: the file does not reproduce the model
@@ -421,6 +450,7 @@ def export_litert(
     model32, reference, notes = rebuild.prepare_float32(model, samples)
     dataset = None
     if quantization == "int8":
+        _few_samples_note(len(calibration[0]), notes)
         if model32 is not model:
             calibration = [np.asarray(a, "float32") for a in calibration]
         names = model_io.input_names(model32)

@@ -55,9 +55,14 @@ def export_onnx(
         path: str or path-like, the `.onnx` file to write.
         opset: optional int, the ONNX opset (default: tf2onnx's, 15 for
             tf2onnx 1.17).
-        sample_inputs: optional array, list of arrays or dict name -> array
-            to check with; default 4 reproducible standard-normal samples.
-        atol: optional float, absolute tolerance replacing the default.
+        sample_inputs: optional array, list of arrays, dict name -> array
+            or an iterable of samples (read lazily, at most 500) to check
+            with; default 4 reproducible standard-normal samples. Float or
+            integer data, cast to the input dtype; complex, bool, string or
+            object data is a `TypeError`, NaN / Inf a `ValueError` naming
+            the sample.
+        atol: optional finite float >= 0, absolute tolerance replacing
+            the default (`inf`, NaN or a negative value: `ValueError`).
         fold_batchnorm: bool, default True. Convert
             `keras_aff.optimize.fold_batchnorm(model)` (checked against
             `model` first); the report's `batch_norm_folding` gives the op

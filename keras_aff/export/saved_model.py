@@ -187,12 +187,16 @@ def export_saved_model(
         model: a built `keras.Model` (TensorFlow backend).
         path: str or path-like, the SavedModel directory (replaced if it
             exists).
-        sample_inputs: optional array, list of arrays (one per input) or
-            dict name -> array to check with; default 4 reproducible
-            standard-normal samples.
+        sample_inputs: optional array, list of arrays (one per input),
+            dict name -> array, or an iterable of samples (read lazily, at
+            most 500) to check with; default 4 reproducible
+            standard-normal samples. Float or integer data, cast to the
+            input dtype; complex, bool, string or object data is a
+            `TypeError`, NaN / Inf a `ValueError` naming the sample.
         dynamic_spatial: bool, default True. Export with `None` spatial
             dimensions when the model allows it.
-        atol: optional float, absolute tolerance replacing the default.
+        atol: optional finite float >= 0, absolute tolerance replacing
+            the default (`inf`, NaN or a negative value: `ValueError`).
         standalone_check: bool, default True. Also serve the artifact from
             a fresh process without keras / keras_aff (a few seconds).
         fold_batchnorm: bool, default True. Convert
