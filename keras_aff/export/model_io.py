@@ -124,7 +124,7 @@ def _numeric(value, tensor, name, model, arg_name):
 
 def _fit(arr, tensor, name, model, arg_name):
     """`arr` with a batch axis, checked against the input's shape."""
-    expected = tuple(tensor.shape)
+    expected, given = tuple(tensor.shape), arr.shape
     if arr.ndim == len(expected) - 1:
         arr = arr[None]
     ok = arr.ndim == len(expected) and all(
@@ -133,7 +133,7 @@ def _fit(arr, tensor, name, model, arg_name):
     if not ok:
         raise ValueError(
             f"`{arg_name}` does not fit model input '{name}' of shape "
-            f"{expected}. Received: {arg_name} shape={arr.shape}"
+            f"{expected}. Received: {arg_name} shape={given}"
         )
     return arr
 

@@ -122,7 +122,10 @@ def _bn_affine(bn):
     get = keras.ops.convert_to_numpy
     mean = get(bn.moving_mean).astype(np.float64)
     var = get(bn.moving_variance).astype(np.float64)
-    scale = 1.0 / np.sqrt(var + bn.epsilon)
+    # A negative variance (a corrupt checkpoint) gives NaN, as the BN
+    # itself does; the exporters name the model's NaN outputs.
+    with np.errstate(invalid="ignore"):
+        scale = 1.0 / np.sqrt(var + bn.epsilon)
     if bn.scale:
         scale = scale * get(bn.gamma).astype(np.float64)
     shift = -mean * scale
