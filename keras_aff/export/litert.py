@@ -284,9 +284,8 @@ def _data(model, quantization, representative_data, sample_inputs, limit):
         calibration = model_io.normalize_inputs(
             model, representative_data, "representative_data", limit
         )
-    if quantization == "int8":
-        return calibration, calibration
     if sample_inputs is not None:
+        # int8 too: held-out samples, when given, are what is checked.
         return calibration, model_io.normalize_inputs(model, sample_inputs)
     if calibration is not None:
         return calibration, calibration
@@ -373,9 +372,12 @@ def export_litert(
             bool, string and object data is a `TypeError`, NaN / Inf a
             `ValueError` naming the sample (and the input). In other modes
             it is used as `sample_inputs` when those are not given.
-        sample_inputs: optional inputs to check float modes with (same
-            forms and rules; at most 500 samples are used); default 4
-            reproducible standard-normal samples.
+        sample_inputs: optional inputs to check with (same forms and
+            rules; at most 500 samples are used). Default: for "int8" the
+            calibration data, else `representative_data` if given, else 4
+            reproducible standard-normal samples. For "int8" held-out
+            samples check more than the calibration data (until 0.2.0
+            they were ignored in that mode).
         float_io: bool, default False. For "int8", keep float32 input and
             output (quantize / dequantize ops inside the model).
         atol: optional finite float >= 0, absolute tolerance replacing the
@@ -473,6 +475,10 @@ def export_litert(
         policy=policy,
         num_threads=num_threads,
         notes=notes,
-        about=" (the calibration data)" if quantization == "int8" else "",
+        about=(
+            " (the calibration data)"
+            if quantization == "int8" and sample_inputs is None
+            else ""
+        ),
         report_fields={"batch_norm_folding": folded},
     )

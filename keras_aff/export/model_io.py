@@ -75,11 +75,14 @@ def _as_list(data, model, arg_name):
     names = input_names(model)
     if isinstance(data, dict):
         missing = [n for n in names if n not in data]
-        if missing:
+        # A key that is no input (a typo, a label) would be dropped.
+        extra = sorted(str(k) for k in data if k not in names)
+        if missing or extra:
             raise ValueError(
                 f"`{arg_name}` is a dict, so it needs one entry per model "
-                f"input {names}; missing {missing}. "
-                f"Received: {arg_name} keys={sorted(data)}"
+                f"input {names} and nothing else; missing {missing}, not "
+                f"inputs {extra}. Received: {arg_name} keys="
+                f"{sorted(map(str, data))}"
             )
         data = [data[n] for n in names]
     elif isinstance(data, (list, tuple)) and (len(names) > 1 or len(data) == 1):
@@ -169,7 +172,7 @@ def _read_samples(data, model, arg_name, limit):
         for part, arr in zip(parts, arrays):
             part.append(arr)
         count += rows
-        if count >= limit:
+        if limit is not None and count >= limit:
             break
     if count == 0:
         raise ValueError(
@@ -231,7 +234,7 @@ def _check_finite(arr, source, name, model, arg_name):
 def normalize_inputs(model, data, arg_name="sample_inputs", limit=MAX_SAMPLES):
     """Validates user data for the model's inputs; returns a list of
     arrays in `model.inputs` order, in each input's dtype (float32 for
-    float16 inputs), at most `limit` samples each.
+    float16 inputs), at most `limit` samples each (None: all).
 
     `data`: an array (one input), a list/tuple of arrays (one per input), a
     dict name -> array, or a callable/iterable of samples (the

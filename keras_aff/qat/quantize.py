@@ -6,12 +6,12 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import contextlib
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from keras_aff._validation import check_bool
+from keras_aff.export import model_io
 from keras_aff.qat import blocks
 from keras_aff.qat.unroll import check_functional
 from keras_aff.qat.unroll import unroll_fusion_layers
@@ -142,7 +142,10 @@ def calibrate_ranges(model, x):
         model: a QAT model from `quantize_model` (or tfmot's
             `quantize_apply`).
         x: numpy array, one batch of representative inputs (a few hundred
-            samples; BatchNormalization runs on batch statistics).
+            samples; BatchNormalization runs on batch statistics). Checked
+            as the exporters check data: NaN / Inf is a `ValueError`
+            naming the sample, complex, bool, string or object data a
+            `TypeError`.
 
     Returns:
         The number of (min, max) range pairs set.
@@ -170,6 +173,9 @@ def calibrate_ranges(model, x):
             "`calibrate_ranges` runs eagerly; call it outside tf.function. "
             "Received: a call in graph mode"
         )
+    # NaN / Inf would become NaN ranges, complex data would lose its
+    # imaginary part: refused here, with the sample, as in the exporters.
+    (batch,) = model_io.normalize_inputs(model, x, "x", limit=None)
     saved = [(v, v.numpy()) for v in model.weights]
     ranges = set()
     originals = {
@@ -193,7 +199,7 @@ def calibrate_ranges(model, x):
     for name in originals:
         setattr(quant_ops, name, recording(name))
     try:
-        model(np.asarray(x, dtype=np.float32), training=True)
+        model(batch, training=True)
     finally:
         for name, fn in originals.items():
             setattr(quant_ops, name, fn)

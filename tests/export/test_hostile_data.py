@@ -255,10 +255,25 @@ ROWS = [
         "Received: sample_inputs shape=(6, 8, 8)",
     ),
     (
+        "onnx-dict-with-a-label",
+        _sample("onnx", {"image": X, "label": np.zeros(6)}),
+        ValueError,
+        "missing [], not inputs ['label']. Received: sample_inputs keys="
+        "['image', 'label']",
+    ),
+    (
         "litert-labelled-pairs",
         _litert_int8(lambda: iter([(X[:1], np.zeros(1))])),
         ValueError,
         "(an (inputs, labels) pair? Pass the inputs only",
+    ),
+    (
+        "qat-calibrate-ranges-nan",
+        lambda m, t, p: qat.calibrate_ranges(
+            qat.quantize_model(_tf_keras_model()), NAN_AT_3
+        ),
+        ValueError,
+        "`x` holds NaN at sample 3: 1 of 6 samples",
     ),
     (
         "qat-endless-rows-of-nan",
@@ -465,3 +480,21 @@ def test_int8_on_few_samples_warns_and_notes(model, tmp_path):
         )
     assert report.num_samples == 1
     assert any("on 1 sample(s) only" in note for note in report.notes)
+
+
+def test_int8_checks_held_out_sample_inputs(model, tmp_path):
+    held_out = _images(5, seed=9)
+    report = export.export_litert(
+        model,
+        tmp_path / "m.tflite",
+        quantization="int8",
+        representative_data=_images(32, seed=1),
+        sample_inputs=held_out,
+    )
+    assert report.num_samples == 5 and report.checked == ["batch 5"]
+    runner = export.load_artifact(str(tmp_path / "m.tflite"))
+    got = runner(held_out)[0]
+    want = keras.ops.convert_to_numpy(model(held_out, training=False))
+    assert np.abs(got - want).mean() == pytest.approx(
+        report.mean_abs_error, rel=1e-3
+    )
