@@ -92,3 +92,19 @@ def test_int8_graph_check():
     # QAT caught ValueError in 0.1.0: it still does.
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"atol": float("inf")}, ValueError, r"Received: atol=inf"),
+        ({"atol": -1e-3}, ValueError, r"finite number >= 0"),
+        ({"rtol": float("nan")}, ValueError, r"Received: rtol=nan"),
+        ({"rtol": "0.1"}, TypeError, r"Received: rtol='0.1' \(of type str"),
+        ({"min_top1_agreement": 1.5}, ValueError, r"in \[0, 1\]"),
+    ],
+)
+def test_policy_refuses_bounds_that_switch_the_check_off(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        checks.Policy("int8", **kwargs)
+    assert checks.Policy("int8", atol=0.0).atol == 0.0

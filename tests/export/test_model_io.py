@@ -95,3 +95,40 @@ def test_output_order():
         "output_2",
         "output_10",
     ]
+
+
+def test_normalize_inputs_limit_is_lazy_and_exact(model):
+    x = helpers.images(5)
+    drawn = []
+
+    def batches():  # batches of 2, endless
+        while True:
+            drawn.append(len(drawn))
+            yield x[:2]
+
+    (got,) = model_io.normalize_inputs(model, batches(), limit=5)
+    assert got.shape == (5, 16, 16, 3) and len(drawn) == 3  # 2 + 2 + 1
+    np.testing.assert_array_equal(got[4], x[0])
+    # Arrays: the first `limit` samples; None: every sample.
+    (got,) = model_io.normalize_inputs(model, x, limit=2)
+    np.testing.assert_array_equal(got, x[:2])
+    (got,) = model_io.normalize_inputs(model, x, limit=None)
+    assert len(got) == 5
+    # Items may be dicts (a tf.data pipeline of features).
+    two = helpers.two_input_model()
+    a, b = helpers.two_input_data(3)
+    items = ({"zeta": a[i], "alpha": b[i]} for i in range(3))
+    got = model_io.normalize_inputs(two, items, limit=10)
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], b)
+
+
+def test_check_finite_outputs_names_output_and_sample():
+    good = [np.zeros((3, 2), "float32")]
+    model_io.check_finite_outputs(good)
+    bad = [good[0], np.array([[0.0], [np.inf], [np.nan]], "float32")]
+    with pytest.raises(
+        ValueError,
+        match=r"outputs Inf \(output 1, sample 1; 2 of 3 samples\)",
+    ):
+        model_io.check_finite_outputs(bad)
