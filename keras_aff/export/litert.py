@@ -376,8 +376,8 @@ def export_litert(
             rules; at most 500 samples are used). Default: for "int8" the
             calibration data, else `representative_data` if given, else 4
             reproducible standard-normal samples. For "int8" held-out
-            samples check more than the calibration data (until 0.2.0
-            they were ignored in that mode).
+            samples check more than the calibration data (they used to
+            be ignored in that mode).
         float_io: bool, default False. For "int8", keep float32 input and
             output (quantize / dequantize ops inside the model).
         atol: optional finite float >= 0, absolute tolerance replacing the
