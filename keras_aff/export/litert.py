@@ -34,8 +34,6 @@ from keras_aff.export.runners import LiteRTRunner
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 500
-# Fewer int8 calibration samples than this: a warning and a report note.
-FEW_CALIBRATION_SAMPLES = 10
 _CONVERTER_NOISE = (
     # The calibrator uses the deprecated tf.lite.Interpreter.
     r"(?s).*tf\.lite\.Interpreter is deprecated",
@@ -160,19 +158,6 @@ def convert(
                 ) from e
 
 
-def calibration_dataset(names, calibration):
-    """A `representative_dataset` yielding each sample of `calibration`
-    (one array per input) as a dict name -> batch of 1."""
-
-    def representative_dataset():
-        for i in range(len(calibration[0])):
-            yield {
-                name: arr[i : i + 1] for name, arr in zip(names, calibration)
-            }
-
-    return representative_dataset
-
-
 # ---------------------------------------------------------------------------
 # Verification: the LiteRT half of the pipeline
 # ---------------------------------------------------------------------------
@@ -290,22 +275,6 @@ def _data(model, quantization, representative_data, sample_inputs, limit):
     if calibration is not None:
         return calibration, calibration
     return calibration, model_io.random_inputs(model)
-
-
-def _few_samples_note(n, notes):
-    """Warns, and notes in the report, when int8 is calibrated and checked
-    on fewer than `FEW_CALIBRATION_SAMPLES` samples: its ranges and its
-    top-1 agreement then say little about real inputs."""
-    if n >= FEW_CALIBRATION_SAMPLES:
-        return
-    note = (
-        f"calibrated and checked on {n} sample(s) only: the int8 ranges "
-        "and the top-1 agreement of so few samples say little about real "
-        "inputs; use 100-500 real samples"
-    )
-    notes.append(note)
-    # Points at the caller of export_litert.
-    warnings.warn(note, stacklevel=3)
 
 
 def export_litert(
@@ -452,11 +421,11 @@ def export_litert(
     model32, reference, notes = rebuild.prepare_float32(model, samples)
     dataset = None
     if quantization == "int8":
-        _few_samples_note(len(calibration[0]), notes)
+        model_io.few_samples_note(len(calibration[0]), notes)
         if model32 is not model:
             calibration = [np.asarray(a, "float32") for a in calibration]
         names = model_io.input_names(model32)
-        dataset = calibration_dataset(names, calibration)
+        dataset = model_io.calibration_dataset(names, calibration)
     flatbuffer = convert(
         saved_model_source(model32), quantization, dataset, float_io
     )

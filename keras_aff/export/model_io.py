@@ -6,6 +6,8 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 Works on Keras 3 models and on tf_keras models (`keras_aff.qat`).
 """
 
+import warnings
+
 import numpy as np
 
 # None spatial dimensions are sampled at this size.
@@ -61,6 +63,8 @@ def input_specs(model):
 # At most this many samples are read from `sample_inputs` (every
 # exporter); `representative_data` reads `max_calibration_samples`.
 MAX_SAMPLES = 500
+# Fewer int8 calibration samples than this: a warning and a report note.
+FEW_CALIBRATION_SAMPLES = 10
 # Real numbers: float, signed and unsigned integer arrays.
 _NUMERIC_KINDS = "fiu"
 _PAIR_HINT = (
@@ -275,6 +279,36 @@ def normalize_inputs(model, data, arg_name="sample_inputs", limit=MAX_SAMPLES):
         _check_finite(cast, arr, name, model, arg_name)
         out.append(cast)
     return out
+
+
+def calibration_dataset(names, calibration):
+    """A `representative_dataset` yielding each sample of `calibration`
+    (one array per input) as a dict name -> batch of 1."""
+
+    def representative_dataset():
+        for i in range(len(calibration[0])):
+            yield {
+                name: arr[i : i + 1] for name, arr in zip(names, calibration)
+            }
+
+    return representative_dataset
+
+
+def few_samples_note(n, notes):
+    """Warns, and notes in the report, when int8 is calibrated on fewer
+    than `FEW_CALIBRATION_SAMPLES` samples: its ranges (and the top-1
+    agreement, checked on them by default) then say little about real
+    inputs."""
+    if n >= FEW_CALIBRATION_SAMPLES:
+        return
+    note = (
+        f"calibrated on {n} sample(s) only: int8 ranges (and a top-1 "
+        "agreement) from so few samples say little about real inputs; use "
+        "100-500 real samples"
+    )
+    notes.append(note)
+    # Points at the caller of export_litert.
+    warnings.warn(note, stacklevel=3)
 
 
 def random_inputs(model, batch_size=4, seed=0, spatial=None):

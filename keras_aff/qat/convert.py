@@ -52,7 +52,9 @@ def _calibration(model, representative_dataset, limit):
     calibration = model_io.normalize_inputs(
         model, representative_dataset, "representative_dataset", limit
     )
-    return litert.calibration_dataset(model_io.input_names(model), calibration)
+    return model_io.calibration_dataset(
+        model_io.input_names(model), calibration
+    )
 
 
 def convert_to_int8_litert(

@@ -471,7 +471,7 @@ def test_integer_input_needs_whole_numbers():
 
 
 def test_int8_on_few_samples_warns_and_notes(model, tmp_path):
-    with pytest.warns(UserWarning, match="calibrated and checked on 1 sample"):
+    with pytest.warns(UserWarning, match="calibrated on 1 sample"):
         report = export.export_litert(
             model,
             tmp_path / "m.tflite",
