@@ -112,8 +112,8 @@ USAGE_ERRORS = [
     (["{r32}", "--model", "resnet50"], "unknown model 'resnet50'; choose"),
     (["{r32}", "--model", "aff_resnet32", "--out", "{tmp}/m.h5"], ".keras"),
     (
-        ["{r32}", "--model", "aff_resnet32", "--out", "{tmp}/no/m.keras"],
-        "cannot write",
+        ["{r32}", "--model", "aff_resnet32", "--out", "{r32}/m.keras"],
+        "cannot write the artifact in .* is a file, not a directory",
     ),
     (["{broken}", "--model", "aff_resnet32"], "truncated.*byte offset"),
     (
