@@ -117,8 +117,10 @@ def _check_arguments(args):
         staging.check_destination(
             args.out, _kind(args.out), [args.params], name="out"
         )
-    except ValueError as e:
-        raise UsageError(f"--out {args.out}: {e}") from None
+    except staging.DestinationError as e:
+        raise UsageError(
+            f"--out {args.out}: {e.reason} (nothing was written or removed)"
+        ) from None
 
 
 def _kind(out):
@@ -183,8 +185,8 @@ def _save(model, out, params):
             else:
                 model.save_weights(stage.tmp)
             stage.commit()
-    except ValueError as e:  # the destination changed since the check
-        raise UsageError(f"--out {out}: {e}") from None
+    except staging.DestinationError as e:  # changed since the check
+        raise UsageError(f"--out {out}: {e.reason}") from None
     except OSError as e:
         raise OSError(
             e.errno,

@@ -312,12 +312,17 @@ def _check_out(out, fmt, inputs):
     """A destination that may not take the artifact (`staging`'s rule:
     nothing but a previous artifact of the format is replaced, never an
     input) is a usage error (exit 2), found before the model is loaded."""
+    from keras_aff.export.staging import DestinationError
     from keras_aff.export.staging import check_destination
 
+    if not out:
+        raise UsageError("--out: an empty path")
     try:
         check_destination(out, fmt, inputs, name="out")
-    except ValueError as e:
-        raise UsageError(f"--out {out}: {e}") from None
+    except DestinationError as e:
+        raise UsageError(
+            f"--out {out}: {e.reason} (nothing was written or removed)"
+        ) from None
 
 
 def _print_report(report):

@@ -98,11 +98,20 @@ def staging_prefix(path):
 # ---------------------------------------------------------------------------
 # The rule
 # ---------------------------------------------------------------------------
+class DestinationError(ValueError):
+    """A destination that breaks the rule; `reason` says why (the CLI
+    prints it after the flag)."""
+
+    def __init__(self, name, path, reason):
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"Cannot export to {path!r}: {reason} (nothing was written or "
+            f"removed). Received: {name}={path!r}"
+        )
+
+
 def _refuse(name, path, reason):
-    raise ValueError(
-        f"Cannot export to {path!r}: {reason} (nothing was written or "
-        f"removed). Received: {name}={path!r}"
-    )
+    raise DestinationError(name, path, reason)
 
 
 def _inside(child, parent):
