@@ -349,7 +349,6 @@ def _api_destination_rows():
     rows = []
     for fmt in ("saved_model", "litert", "onnx"):
         for dest in (
-            "absent",
             "artifact",
             "link_to_artifact",
             "empty_dir",
@@ -507,15 +506,6 @@ CLI_WRITING_ROWS = [
         CLI_ARGV["litert"] + ["--out", "{out}"],
         0,
         "wrote m.tflite (verified",
-        None,
-    ),
-    (
-        "cli-saved_model-link_to_artifact",
-        "saved_model",
-        "link_to_artifact",
-        CLI_ARGV["saved_model"] + ["--out", "{out}"],
-        0,
-        "wrote link (verified",
         None,
     ),
     (
