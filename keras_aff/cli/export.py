@@ -21,6 +21,9 @@ from keras_aff.cli._common import positive_int
 FORMATS = ("saved_model", "litert", "onnx")
 QUANTIZATIONS = ("float16", "dynamic", "int8")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# What a full disk or a file size limit (RLIMIT_FSIZE) says, in OSError's
+# strerror and in TensorFlow's messages (ENOSPC, EFBIG, EDQUOT).
+DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
 REPORT_HEADERS = [
     "format",
     "path",
@@ -300,7 +303,18 @@ def _run(args):
     calibration = (
         load_calibration(args.calibration, model) if args.calibration else None
     )
-    report = _export(model, out, args, calibration)
+    try:
+        report = _export(model, out, args, calibration)
+    except Exception as e:
+        full = next((m for m in DISK_FULL if m in str(e)), None)
+        if full is None:
+            raise
+        # TensorFlow's own writers raise their errors with the text only.
+        raise OSError(
+            f"{full} while writing the export of {args.model}: the disk "
+            "is full or a file size limit was reached; nothing was left at "
+            f"{out} and what was there is untouched"
+        ) from None
     if args.json:
         echo(json.dumps(report.to_dict(), indent=2))
     else:

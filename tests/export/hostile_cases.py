@@ -514,7 +514,9 @@ CLI_WRITING_ROWS = [
         "artifact",
         CLI_ARGV["litert"] + ["--out", "{out}"],
         1,
-        "File too large",
+        "OSError: File too large while writing the export of model.keras: "
+        "the disk is full or a file size limit was reached; nothing was "
+        "left at m.tflite and what was there is untouched",
         8192,
     ),
 ]

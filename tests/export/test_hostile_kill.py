@@ -66,6 +66,11 @@ if point == "before_replace":
     os.replace = lambda a, b: die()
 if point == "after_commit":
     shutil.rmtree = lambda *a, **k: die()
+if point == "full_disk":  # writes past RLIMIT_FSIZE fail with EFBIG
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
 with staging.StagedPath(path, kind) as stage:
     if kind == "saved_model":
         os.makedirs(os.path.join(stage.tmp, "variables"))
@@ -156,6 +161,23 @@ def test_commit_killed_at_each_step(tmp_path, kind, point, holds):
     assert sorted(os.listdir(parent)) == sorted(
         ["keep.txt", os.path.basename(path)]
     )
+
+
+@pytest.mark.parametrize("kind", ["saved_model", "litert"])
+def test_full_disk_while_staging(tmp_path, kind):
+    parent = tmp_path / "models"
+    parent.mkdir()
+    path = str(parent / ("serving" if kind == "saved_model" else "m.tflite"))
+    _old_artifact(path, kind)
+    old = _tree(path)
+    proc = processes.run_python(
+        ["-c", _LIGHT_CHILD, processes.ROOT, path, kind, "full_disk"],
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "OSError: [Errno 27] File too large" in proc.stderr
+    assert _tree(path) == old  # the old artifact, whole
+    assert os.listdir(parent) == [os.path.basename(path)]  # nothing partial
 
 
 # A real export over an existing SavedModel, killed once the new one is
