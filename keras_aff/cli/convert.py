@@ -117,9 +117,10 @@ def _check_arguments(args):
         staging.check_destination(
             args.out, _kind(args.out), [args.params], name="out"
         )
-    except staging.DestinationError as e:
+    except ValueError as e:
+        reason = getattr(e, "reason", e)
         raise UsageError(
-            f"--out {args.out}: {e.reason} (nothing was written or removed)"
+            f"--out {args.out}: {reason} (nothing was written or removed)"
         ) from None
 
 
@@ -179,14 +180,16 @@ def _save(model, out, params):
 
     kind = _kind(out)
     try:
-        with staging.StagedPath(out, kind, [params]) as stage:
+        stage = staging.StagedPath(out, kind, [params])
+    except ValueError as e:  # the destination changed since the check
+        raise UsageError(f"--out {out}: {getattr(e, 'reason', e)}") from None
+    try:
+        with stage:
             if kind == "keras":
                 model.save(stage.tmp)
             else:
                 model.save_weights(stage.tmp)
             stage.commit()
-    except staging.DestinationError as e:  # changed since the check
-        raise UsageError(f"--out {out}: {e.reason}") from None
     except OSError as e:
         raise OSError(
             e.errno,

@@ -326,16 +326,16 @@ def _check_out(out, fmt, inputs):
     """A destination that may not take the artifact (`staging`'s rule:
     nothing but a previous artifact of the format is replaced, never an
     input) is a usage error (exit 2), found before the model is loaded."""
-    from keras_aff.export.staging import DestinationError
     from keras_aff.export.staging import check_destination
 
     if not out:
         raise UsageError("--out: an empty path")
     try:
         check_destination(out, fmt, inputs, name="out")
-    except DestinationError as e:
+    except ValueError as e:
+        reason = getattr(e, "reason", e)
         raise UsageError(
-            f"--out {out}: {e.reason} (nothing was written or removed)"
+            f"--out {out}: {reason} (nothing was written or removed)"
         ) from None
 
 

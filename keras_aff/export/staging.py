@@ -98,20 +98,16 @@ def staging_prefix(path):
 # ---------------------------------------------------------------------------
 # The rule
 # ---------------------------------------------------------------------------
-class DestinationError(ValueError):
-    """A destination that breaks the rule; `reason` says why (the CLI
-    prints it after the flag)."""
-
-    def __init__(self, name, path, reason):
-        self.path, self.reason = path, reason
-        super().__init__(
-            f"Cannot export to {path!r}: {reason} (nothing was written or "
-            f"removed). Received: {name}={path!r}"
-        )
-
-
 def _refuse(name, path, reason):
-    raise DestinationError(name, path, reason)
+    """Raises the `ValueError` of a destination that breaks the rule; its
+    `reason` attribute is the reason alone (the CLI prints it after the
+    flag)."""
+    error = ValueError(
+        f"Cannot export to {path!r}: {reason} (nothing was written or "
+        f"removed). Received: {name}={path!r}"
+    )
+    error.reason = reason
+    raise error
 
 
 def _inside(child, parent):
