@@ -154,5 +154,6 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, pattern):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("keras-aff: error: ")
     assert re.search(pattern, lines[0]), lines[0]
+    assert "a dict" not in lines[0]  # the file it read is named instead
     assert captured.out == ""
     assert sorted(os.listdir(tmp_path)) == before

@@ -224,6 +224,7 @@ class _Watchdog:
 @pytest.mark.skipif(sys.platform == "win32", reason="no FIFOs on Windows")
 def test_api_inputs_that_are_fifos_or_devices(tmp_path):
     from keras_aff import interop
+    from keras_aff.models._setup import check_weights
 
     fifo = tmp_path / "w.params"
     os.mkfifo(fifo)
@@ -231,6 +232,8 @@ def test_api_inputs_that_are_fifos_or_devices(tmp_path):
         with pytest.raises(ValueError, match="is a FIFO, not a regular file"):
             interop.read_mxnet_params(fifo)
         assert not interop.mxnet_format.is_mxnet_params(fifo)
+        with pytest.raises(ValueError, match="is a FIFO, not a regular file"):
+            check_weights(str(fifo))  # the backbones' `weights=`
         with pytest.raises(ValueError, match="it is a FIFO, not a regular"):
             export.load_artifact(fifo)
         with pytest.raises(ValueError, match="character device, not a reg"):
