@@ -22,7 +22,7 @@ from keras_aff import export
 from keras_aff.demo import build_demo_model
 from keras_aff.export import staging
 from tests import processes
-from tests.export import hostile_cases as cases
+from tests.export import hostile_sandbox as sandbox
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="SIGKILL and flock are POSIX"
@@ -112,8 +112,8 @@ def _old_artifact(path, kind):
 
 def _tree(path):
     if os.path.isdir(path):
-        return cases.snapshot(path)
-    return cases.snapshot(os.path.dirname(path)).get(os.path.basename(path))
+        return sandbox.snapshot(path)
+    return sandbox.snapshot(os.path.dirname(path)).get(os.path.basename(path))
 
 
 def _new_tree(tmp_path, kind):
@@ -154,7 +154,7 @@ def test_commit_killed_at_each_step(tmp_path, kind, point, holds):
     # path was empty), then it commits.
     staging.clean_leftovers(os.path.realpath(path))
     assert _tree(path) == ({"new": new}.get(holds) or old)
-    assert cases.leftovers(str(parent)) == []
+    assert sandbox.leftovers(str(parent)) == []
     with staging.StagedPath(path, kind) as stage:
         _old_artifact(stage.tmp, kind)
         stage.commit()
@@ -222,7 +222,7 @@ def test_real_saved_model_export_killed(tmp_path):
     want = np.asarray(new_model(x, training=False))
     (got,) = export.load_artifact(path)(x)  # whole and loadable
     np.testing.assert_allclose(got, want, atol=1e-4)
-    (leftover,) = cases.leftovers(os.path.dirname(path))
+    (leftover,) = sandbox.leftovers(os.path.dirname(path))
     old_copy = os.path.join(os.path.dirname(path), leftover, "new", "serving")
     (got,) = export.load_artifact(old_copy)(x)  # the old one, whole
     np.testing.assert_allclose(

@@ -20,6 +20,7 @@ from keras_aff import export
 from keras_aff.demo import build_demo_model
 from tests import processes
 from tests.export import hostile_cases as cases
+from tests.export import hostile_sandbox as sandbox
 from tests.interop import fixtures
 
 pytestmark = pytest.mark.export
@@ -63,7 +64,7 @@ def _sandbox_root(tmp_path_factory, name):
 # The checks every row shares
 # ---------------------------------------------------------------------------
 def _check_invariant(row, root, before, after, work, out, assets):
-    assert cases.leftovers(root) == [], cases.leftovers(root)
+    assert sandbox.leftovers(root) == [], sandbox.leftovers(root)
     if row.expected not in (0, cases.OK):
         assert after == before, _diff(before, after)
         return
@@ -108,9 +109,9 @@ def cli_results(assets, tmp_path_factory):
     root = _sandbox_root(tmp_path_factory, "cli")
     jobs, sandboxes = [], {}
     for row in CLI_ROWS:
-        work, argv, out = cases.make_sandbox(root, row, assets)
+        work, argv, out = sandbox.make_sandbox(root, row, assets)
         top = os.path.join(root, row.id)
-        sandboxes[row.id] = (top, cases.snapshot(top), work, out)
+        sandboxes[row.id] = (top, sandbox.snapshot(top), work, out)
         jobs.append(
             {
                 "id": row.id,
@@ -134,7 +135,7 @@ def cli_results(assets, tmp_path_factory):
             results = json.load(f)
     for row in CLI_ROWS:
         top, before, work, out = sandboxes[row.id]
-        sandboxes[row.id] = (top, before, cases.snapshot(top), work, out)
+        sandboxes[row.id] = (top, before, sandbox.snapshot(top), work, out)
     return results, sandboxes, proc
 
 
@@ -182,9 +183,9 @@ def _call(fmt, model, out):
 @pytest.mark.parametrize("row", API_ROWS, ids=[r.id for r in API_ROWS])
 def test_api_row(row, assets, tmp_path, monkeypatch):
     root = str(tmp_path)
-    work, _, out = cases.make_sandbox(root, row, assets)
+    work, _, out = sandbox.make_sandbox(root, row, assets)
     top = os.path.join(root, row.id)
-    before = cases.snapshot(top)
+    before = sandbox.snapshot(top)
     monkeypatch.chdir(work)
     if row.expected == cases.OK:
         report = _call(row.fmt, assets["model_object"], out)
@@ -195,7 +196,7 @@ def test_api_row(row, assets, tmp_path, monkeypatch):
         assert type(info.value).__name__ == row.expected
         assert row.fragment in str(info.value)
         assert f"Received: path={out!r}" in str(info.value)
-    _check_invariant(row, top, before, cases.snapshot(top), work, out, assets)
+    _check_invariant(row, top, before, sandbox.snapshot(top), work, out, assets)
 
 
 # ---------------------------------------------------------------------------
