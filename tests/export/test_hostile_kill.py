@@ -233,3 +233,27 @@ def test_real_saved_model_export_killed(tmp_path):
     assert os.listdir(os.path.dirname(path)) == ["serving"]
     (got,) = export.load_artifact(path)(x)
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_leftovers_of_a_live_export_are_left_alone(tmp_path):
+    """Two exports to one path at once: the second removes only staging
+    directories that no live export holds, and nothing but ours."""
+    import fcntl
+
+    path = str(tmp_path / "m.tflite")
+    _old_artifact(path, "litert")
+    live = tmp_path / f"{staging.staging_prefix(path)}live"
+    dead = tmp_path / f"{staging.staging_prefix(path)}dead"
+    mine = tmp_path / ".m.tflite.partial"  # a user's, not our prefix
+    for directory in (live, dead, mine):
+        directory.mkdir()
+        (directory / "x").write_text("x")
+    fd = os.open(live / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running export holds it
+        staging.clean_leftovers(os.path.realpath(path))
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [".m.tflite.partial", live.name, "m.tflite"]
+    )
