@@ -237,8 +237,10 @@ def check_existing_file(name, value):
     ValueError: Expected `weights` ... Received: weights='/no/such/file.h5'
     """
     path = check_path(name, value)
-    if not os.path.isfile(path):
+    if not os.path.isfile(path):  # stat only: a FIFO is never opened
         what = "a directory, not a file" if os.path.isdir(path) else ""
+        if not what and os.path.exists(path):
+            what = f"{file_type(path)}, not a regular file"
         expected = "the path of an existing file"
         if what:
             expected += f" ({path!r} is {what})"
@@ -284,3 +286,51 @@ def check_tolerance(name, value):
     if value is None:
         return None
     return check_number(name, value, low=0)
+
+
+def file_type(path):
+    """What `path` is ("a FIFO", "a socket", "a character device", "a
+    directory", "a regular file", ...), from `os.stat`: never opens it,
+    so a FIFO cannot block.
+
+    Example:
+
+    >>> file_type("/dev/null")
+    'a character device'
+    """
+    import stat
+
+    mode = os.stat(path).st_mode
+    for test, kind in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def regular_file_problem(path):
+    """None when `path` is an existing regular file (through symlinks),
+    else why not: "no such file", "a directory", "a FIFO, not a regular
+    file", ... Stats, never opens: a FIFO or a device cannot block.
+
+    Example:
+
+    >>> regular_file_problem("/dev/null")
+    'a character device, not a regular file'
+    >>> regular_file_problem("/no/such/file")
+    'no such file'
+    """
+    if not os.path.exists(path):
+        return "no such file"
+    kind = file_type(path)
+    if kind == "a regular file":
+        return None
+    if kind == "a directory":
+        return kind
+    return f"{kind}, not a regular file"

@@ -108,7 +108,9 @@ def test_changelog_has_an_entry_for_this_version():
     text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (\S+)", text, re.MULTILINE)
     # The newest entry is the package's own version ("0.2.0 (unreleased)"
-    # until it is tagged).
+    # until it is tagged), under an optional "Unreleased" section.
+    if headings[0] == "Unreleased":
+        headings = headings[1:]
     assert headings[0] == keras_aff.__version__
 
 

@@ -8,6 +8,8 @@ import argparse
 import os
 import zipfile
 
+from keras_aff._validation import regular_file_problem
+
 
 class UsageError(Exception):
     """Bad input from the user (bad arguments, a missing file, a file that
@@ -67,14 +69,7 @@ def load_model(path):
     import keras_aff.layers  # noqa: F401  (registers MSCAM, AFF, IAFF)
     import keras_aff.models  # noqa: F401  (registers the backbones)
 
-    if not os.path.exists(path):
-        raise UsageError(f"no such file: {path}")
-    if os.path.isdir(path):
-        raise UsageError(
-            f"{path} is a directory; expected a Keras model file "
-            "(.keras). A SavedModel cannot be re-exported: export from the "
-            "Keras model it came from."
-        )
+    check_model_path(path)
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise UsageError(
             f"{path} is not a loadable Keras model (.keras or .h5): not a "
@@ -91,6 +86,48 @@ def load_model(path):
     if not isinstance(model, keras.Model):
         raise UsageError(f"{path} holds a {type(model).__name__}, not a model")
     return model
+
+
+def check_input_file(path, what):
+    """Raises `UsageError` unless `path` is an existing regular file: an
+    empty path, a directory, a FIFO, a socket or a device is refused from
+    `os.stat` alone (never opened, so nothing blocks). `what` names the
+    expected file in the message.
+
+    Example:
+
+    >>> keras_aff.cli._common.check_input_file("/dev/null", "a .params file")
+    Traceback (most recent call last):
+    ...
+    keras_aff.cli._common.UsageError: /dev/null is a character device, ...
+    """
+    if not path:
+        raise UsageError(f"an empty path; expected {what}")
+    problem = regular_file_problem(path)
+    if problem == "no such file":
+        raise UsageError(f"no such file: {path}")
+    if problem:
+        raise UsageError(f"{path} is {problem}; expected {what}")
+
+
+def check_model_path(path):
+    """`check_input_file` for a Keras model file, with the SavedModel
+    advice for a directory.
+
+    Example:
+
+    >>> keras_aff.cli._common.check_model_path("missing.keras")
+    Traceback (most recent call last):
+    ...
+    keras_aff.cli._common.UsageError: no such file: missing.keras
+    """
+    if path and os.path.isdir(path):
+        raise UsageError(
+            f"{path} is a directory; expected a Keras model file "
+            "(.keras). A SavedModel cannot be re-exported: export from the "
+            "Keras model it came from."
+        )
+    check_input_file(path, "a Keras model file (.keras)")
 
 
 def load_error_cause(error):

@@ -6,18 +6,20 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
 import os
-import tempfile
 
 import numpy as np
 
-from keras_aff import _validation
 from keras_aff.cli._common import UsageError
+from keras_aff.cli._common import check_input_file
 from keras_aff.cli._common import echo
 from keras_aff.cli._common import format_bytes
 from keras_aff.cli._common import positive_int
 
 OUTPUT_SUFFIXES = (".keras", ".weights.h5")
 CHECK_SEED = 0
+# --classes without a classifier in the file to compare with: a typo must
+# not become a multi-gigabyte Dense kernel (2048 x 100,000 floats: 0.8 GB).
+MAX_CLASSES = 100_000
 
 
 def add_parser(subparsers):
@@ -56,7 +58,8 @@ def add_parser(subparsers):
         "--classes",
         type=positive_int,
         help="classes of the file's classifier when not the model's default"
-        " (e.g. 20 for a CIFAR-100 network trained on the superclasses)",
+        " (e.g. 20 for a CIFAR-100 network trained on the superclasses); "
+        "checked against the file before the model is built",
     )
     parser.set_defaults(func=_run)
     return parser
@@ -87,10 +90,10 @@ def check_output(model, seed=CHECK_SEED):
 
 def _check_arguments(args):
     from keras_aff import models
+    from keras_aff.export import staging
     from keras_aff.interop import mxnet_format
 
-    if not os.path.isfile(args.params):
-        raise UsageError(f"no such file: {args.params}")
+    check_input_file(args.params, "an MXNet .params file")
     if not mxnet_format.is_mxnet_params(args.params):
         raise UsageError(
             f"{args.params} is not an MXNet .params file (it does not start "
@@ -104,71 +107,102 @@ def _check_arguments(args):
     if not args.out.endswith(OUTPUT_SUFFIXES):
         raise UsageError(
             f"--out must end with .keras (a model) or .weights.h5 (weights): "
-            f"{args.out}"
+            f"{args.out!r}"
+        )
+    if args.classes is not None and args.classes > MAX_CLASSES:
+        raise UsageError(
+            f"--classes {args.classes}: expected at most {MAX_CLASSES:,}"
         )
     try:
-        _validation.check_writable_path("out", args.out)
-    except ValueError:
+        staging.check_destination(
+            args.out, _kind(args.out), [args.params], name="out"
+        )
+    except ValueError as e:
+        reason = getattr(e, "reason", e)
         raise UsageError(
-            f"cannot write {args.out}: no such directory"
+            f"--out {args.out}: {reason} (nothing was written or removed)"
         ) from None
+
+
+def _kind(out):
+    return "keras" if out.endswith(".keras") else "weights"
+
+
+def _classes(args, arrays):
+    """The classifier size: the file's when it has one (a --classes that
+    differs is a usage error, before the model is built), else --classes
+    or the model's default (None)."""
+    from keras_aff import models
+    from keras_aff.interop import mxnet_names
+
+    family = mxnet_names.file_family(arrays)
+    weight = arrays.get(f"{family.classifier}.weight") if family else None
+    if weight is None or weight.ndim != 2:
+        return args.classes
+    found = weight.shape[0]
+    default = models.model_info(args.model).classes
+    wanted = default if args.classes is None else args.classes
+    if wanted is not None and found != wanted:
+        raise UsageError(
+            f"{args.params} holds a {found}-way classifier, the model "
+            f"{wanted} classes: pass --classes {found}"
+        )
+    return args.classes
 
 
 def _convert(args):
     from keras_aff import interop
     from keras_aff import models
-    from keras_aff.interop import mxnet_names
 
     try:
         arrays = interop.read_mxnet_params(args.params)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    kwargs = {} if args.classes is None else {"classes": args.classes}
+    classes = _classes(args, arrays)
+    kwargs = {} if classes is None else {"classes": classes}
     model = models.get_model(args.model, **kwargs)
-    family = mxnet_names.file_family(arrays)
-    weight = arrays.get(f"{family.classifier}.weight") if family else None
-    classes = model.get_layer("predictions").units
-    if weight is not None and weight.ndim == 2 and weight.shape[0] != classes:
-        raise UsageError(
-            f"{args.params} holds a {weight.shape[0]}-way classifier, the "
-            f"model {classes} classes: pass --classes {weight.shape[0]}"
-        )
     try:
         report = interop.load_mxnet_params(model, arrays)
     except ValueError as e:
+        # The CLI names the file; the API's tail names the dict it got.
+        reason = str(e).replace(" Received: params='a dict'", "")
         raise UsageError(
-            f"{args.params} does not fit {args.model}: {e}"
+            f"{args.params} does not fit {args.model}: {reason}"
         ) from None
     report.source = args.params
     return model, report
 
 
-def _save(model, out):
-    """Writes next to `out`, then renames: never a half-written file."""
-    suffix = ".keras" if out.endswith(".keras") else ".weights.h5"
-    fd, tmp = tempfile.mkstemp(
-        suffix=suffix, prefix=".convert-", dir=os.path.dirname(out) or "."
-    )
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it
+def _save(model, out, params):
+    """Writes beside `out`, then renames (`staging`): never a half-written
+    file, and nothing replaced but a previous file of the same kind."""
+    from keras_aff.export import staging
+
+    kind = _kind(out)
     try:
-        if suffix == ".keras":
-            model.save(tmp)
-        else:
-            model.save_weights(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        stage = staging.StagedPath(out, kind, [params])
+    except ValueError as e:  # the destination changed since the check
+        raise UsageError(f"--out {out}: {getattr(e, 'reason', e)}") from None
+    try:
+        with stage:
+            if kind == "keras":
+                model.save(stage.tmp)
+            else:
+                model.save_weights(stage.tmp)
+            stage.commit()
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            f"cannot write {out}: {e.strerror or e} (nothing was left at the "
+            "path; a file that was there is untouched)",
+        ) from None
 
 
 def _run(args):
     _check_arguments(args)
     model, report = _convert(args)
     y = check_output(model)
-    _save(model, args.out)
+    _save(model, args.out, args.params)
     echo(report)
     echo(
         f"\ncheck: {model.name} on a fixed input (seed {CHECK_SEED}, shape "

@@ -11,7 +11,9 @@ import os
 import numpy as np
 
 from keras_aff._tables import markdown_table
+from keras_aff._validation import regular_file_problem
 from keras_aff.cli._common import UsageError
+from keras_aff.cli._common import check_model_path
 from keras_aff.cli._common import echo
 from keras_aff.cli._common import format_bytes
 from keras_aff.cli._common import load_model
@@ -20,6 +22,9 @@ from keras_aff.cli._common import positive_int
 FORMATS = ("saved_model", "litert", "onnx")
 QUANTIZATIONS = ("float16", "dynamic", "int8")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# What a full disk or a file size limit (RLIMIT_FSIZE) says, in OSError's
+# strerror and in TensorFlow's messages (ENOSPC, EFBIG, EDQUOT).
+DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
 REPORT_HEADERS = [
     "format",
     "path",
@@ -124,8 +129,7 @@ def load_calibration(path, model):
     # is a usage error (exit 2) before anything is converted.
     from keras_aff.export import model_io
 
-    if not os.path.exists(path):
-        raise UsageError(f"no such calibration file or directory: {path}")
+    _check_calibration_path(path)
     try:
         data = _read_calibration(path, model)
     except UsageError:
@@ -140,17 +144,48 @@ def load_calibration(path, model):
         raise UsageError(f"calibration data {path} does not fit: {e}") from None
 
 
+def _check_calibration_path(path):
+    if not path:
+        raise UsageError("--calibration: an empty path")
+    if not os.path.exists(path):
+        raise UsageError(f"no such calibration file or directory: {path}")
+    problem = None if os.path.isdir(path) else regular_file_problem(path)
+    if problem:
+        raise UsageError(f"calibration data {path} is {problem}")
+
+
 def _read_calibration(path, model):
     if os.path.isdir(path):
         return _read_calibration_dir(path, model)
     if not path.endswith(".npz"):
         return np.load(path, allow_pickle=False)
     names = [t.name for t in model.inputs]
-    with np.load(path) as f:
+    with np.load(path, allow_pickle=False) as f:
         keys = list(f.files)
         if sorted(keys) == sorted(names):
             return {k: f[k] for k in keys}
-        return [f[k] for k in keys]
+        if keys == [f"arr_{i}" for i in range(len(keys))]:
+            return [f[k] for k in keys]  # np.savez(path, *arrays)
+    raise UsageError(
+        f"the arrays of calibration data {path} are named {sorted(keys)}; "
+        f"expected the model's input names {sorted(names)} (or arr_0, "
+        "arr_1, ... in input order, as np.savez(path, *arrays) writes)"
+    )
+
+
+def _dir_file(path, name, read):
+    """`read(file)` for one file of a calibration directory; an error
+    names the file."""
+    file = os.path.join(path, name)
+    problem = regular_file_problem(file)
+    if problem:
+        raise UsageError(f"calibration file {file} is {problem}")
+    try:
+        return read(file)
+    except Exception as e:
+        raise UsageError(
+            f"cannot read calibration file {file}: {type(e).__name__}: {e}"
+        ) from None
 
 
 def _read_calibration_dir(path, model):
@@ -159,7 +194,16 @@ def _read_calibration_dir(path, model):
     if arrays:
         # One sample or one batch per file, for a single-input model.
         rank = len(model.inputs[0].shape)
-        loaded = [np.load(os.path.join(path, f)) for f in arrays]
+        loaded = [
+            _dir_file(path, f, lambda p: np.load(p, allow_pickle=False))
+            for f in arrays
+        ]
+        if len({a.shape[-(rank - 1) :] for a in loaded}) > 1:
+            shapes = {f: a.shape for f, a in zip(arrays, loaded)}
+            raise UsageError(
+                f"the .npy files of calibration directory {path} do not "
+                f"have one sample shape: {shapes}"
+            )
         return np.concatenate(
             [a[None] if a.ndim == rank - 1 else a for a in loaded]
         )
@@ -188,19 +232,23 @@ def _read_images(path, images, model):
             f"input is {tuple(model.inputs[0].shape)}"
         )
     size = None if height is None or width is None else (height, width)
+
     # Raw pixel values in [0, 255], as keras.utils.image_dataset_from_
     # directory yields them: the model is expected to hold its own
     # preprocessing (e.g. a Rescaling layer).
-    return np.stack(
-        [
-            keras.utils.img_to_array(
-                keras.utils.load_img(
-                    os.path.join(path, f), color_mode=mode, target_size=size
-                )
-            )
-            for f in images
-        ]
-    ).astype("float32")
+    def read(file):
+        image = keras.utils.load_img(file, color_mode=mode, target_size=size)
+        return keras.utils.img_to_array(image)
+
+    arrays = [_dir_file(path, f, read) for f in images]
+    if len({a.shape for a in arrays}) > 1:
+        shapes = {f: a.shape for f, a in zip(images, arrays)}
+        raise UsageError(
+            f"the images of calibration directory {path} differ in size "
+            f"and the model input {tuple(model.inputs[0].shape)} does not "
+            f"fix one: {shapes}"
+        )
+    return np.stack(arrays).astype("float32")
 
 
 def _check_flags(args):
@@ -213,6 +261,14 @@ def _check_flags(args):
         raise UsageError("--float-io applies to --quantize int8 only")
     if args.opset is not None and args.format != "onnx":
         raise UsageError("--opset applies to --format onnx only")
+    if args.opset is not None:
+        from keras_aff.export.onnx import OPSETS
+
+        low, high = OPSETS
+        if not low <= args.opset <= high:
+            raise UsageError(
+                f"--opset {args.opset}: tf2onnx converts to opsets {low}-{high}"
+            )
     if args.quantize == "int8" and not args.calibration:
         raise UsageError(
             "--quantize int8 needs --calibration DIR_OR_NPY: about 100-500 "
@@ -248,13 +304,28 @@ def _export(model, out, args, calibration):
 
 def _run(args):
     _check_flags(args)
-    out = args.out or default_out(args.model, args.format, args.quantize)
-    _check_out(out, args.format)
+    check_model_path(args.model)
+    if args.calibration is not None:
+        _check_calibration_path(args.calibration)
+    out = default_out(args.model, args.format, args.quantize)
+    out = out if args.out is None else args.out
+    _check_out(out, args.format, [args.model, args.calibration])
     model = load_model(args.model)
     calibration = (
         load_calibration(args.calibration, model) if args.calibration else None
     )
-    report = _export(model, out, args, calibration)
+    try:
+        report = _export(model, out, args, calibration)
+    except Exception as e:
+        full = next((m for m in DISK_FULL if m in str(e)), None)
+        if full is None:
+            raise
+        # TensorFlow's own writers raise their errors with the text only.
+        raise OSError(
+            f"{full} while writing the export of {args.model}: the disk "
+            "is full or a file size limit was reached; nothing was left at "
+            f"{out} and what was there is untouched"
+        ) from None
     if args.json:
         echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -262,20 +333,21 @@ def _run(args):
     return 0
 
 
-def _check_out(out, fmt):
-    """A destination that cannot take the artifact is a usage error (exit
-    2), found before the model is loaded."""
+def _check_out(out, fmt, inputs):
+    """A destination that may not take the artifact (`staging`'s rule:
+    nothing but a previous artifact of the format is replaced, never an
+    input) is a usage error (exit 2), found before the model is loaded."""
     from keras_aff.export.staging import check_destination
 
-    if fmt != "saved_model" and os.path.isdir(out):
-        raise UsageError(
-            f"--out {out} is a directory; a {fmt} model is a file "
-            "(nothing was written or removed)"
-        )
+    if not out:
+        raise UsageError("--out: an empty path")
     try:
-        check_destination(out, directory=fmt == "saved_model")
+        check_destination(out, fmt, inputs, name="out")
     except ValueError as e:
-        raise UsageError(f"--out {out}: {e}") from None
+        reason = getattr(e, "reason", e)
+        raise UsageError(
+            f"--out {out}: {reason} (nothing was written or removed)"
+        ) from None
 
 
 def _print_report(report):

@@ -5,6 +5,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
 import os
+import tempfile
 
 import numpy as np
 
@@ -43,10 +44,16 @@ def save_fusion_weight_png(model, images, labels, path):
     w_aff, w_iaff = w_aff.mean(-1), w_iaff.mean(-1)
     matplotlib.use("Agg")
     fig = _figure(images, labels, w_aff, w_iaff)
-    tmp = os.path.join(
-        os.path.dirname(os.path.abspath(path)),
-        f".{os.path.basename(path)}.partial",
+    # A name of our own beside `path` (never a file of the user's).
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(os.path.abspath(path)),
+        prefix=f".{os.path.basename(path)}.",
+        suffix=".partial",
     )
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it
+    os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, format="png")
         os.replace(tmp, path)

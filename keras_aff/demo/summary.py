@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import dataclasses
 import json
 import os
+import tempfile
 
 REPORT_FILE = "demo_report.json"
 
@@ -70,9 +71,17 @@ class DemoSummary:
         True
         """
         data = self.to_dict()
-        tmp = f"{path}.partial"
+        # A name of our own beside `path` (never a file of the user's).
+        fd, tmp = tempfile.mkstemp(
+            dir=os.path.dirname(os.path.abspath(path)),
+            prefix=f".{os.path.basename(path)}.",
+            suffix=".partial",
+        )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it
         try:
-            with open(tmp, "w") as f:
+            with os.fdopen(fd, "w") as f:
                 json.dump(data, f, indent=2)
             os.replace(tmp, path)
         finally:

@@ -28,6 +28,7 @@ from keras_aff.export import litert_ops
 from keras_aff.export import model_io
 from keras_aff.export import pipeline
 from keras_aff.export import rebuild
+from keras_aff.export import staging
 from keras_aff.export.litert_ops import list_ops
 from keras_aff.export.report import ExportVerificationError
 from keras_aff.export.runners import LiteRTRunner
@@ -327,7 +328,9 @@ def export_litert(
 
     Args:
         model: a built `keras.Model` (TensorFlow backend).
-        path: str or path-like, the `.tflite` file to write.
+        path: str or path-like, the `.tflite` file to write: absent, or an
+            existing LiteRT model (replaced once the new one is verified);
+            anything else is a `ValueError` before any work.
         quantization: None, "float16", "dynamic" or "int8".
         representative_data: calibration inputs, required for "int8": an
             array (N, ...) for one input, a list of arrays (one per input),
@@ -371,7 +374,8 @@ def export_litert(
     Raises:
         TypeError: `model` is not a Keras 3 model; an argument of the
             wrong type; complex, bool, string or object data.
-        ValueError: unknown `quantization`; "int8" without
+        ValueError: `path` may not be written (`docs/robustness.md`;
+            checked first); unknown `quantization`; "int8" without
             `representative_data`; data that does not fit the model or
             holds NaN / Inf; `atol` not finite or negative.
         RuntimeError: the converter needs non-builtin ops, or the backend
@@ -414,6 +418,8 @@ def export_litert(
     limit = check_int(
         "max_calibration_samples", max_calibration_samples, min_value=1
     )
+    if path is not None:
+        staging.check_destination(path, "litert")
     calibration, samples = _data(
         model, quantization, representative_data, sample_inputs, limit
     )

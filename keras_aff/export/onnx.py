@@ -14,7 +14,12 @@ from keras_aff.export import folding
 from keras_aff.export import model_io
 from keras_aff.export import pipeline
 from keras_aff.export import rebuild
+from keras_aff.export import staging
 from keras_aff.export.runners import ONNXRunner
+
+# The opsets tf2onnx 1.17 converts to (its OPSET_TO_IR_VERSION ends at 18;
+# 7 is the oldest with the IR it needs); tested: 13, 15, 18.
+OPSETS = (7, 18)
 
 
 def _convert(tf2onnx, model32, signature, opset, path, notes):
@@ -52,7 +57,9 @@ def export_onnx(
 
     Args:
         model: a built `keras.Model` (TensorFlow backend).
-        path: str or path-like, the `.onnx` file to write.
+        path: str or path-like, the `.onnx` file to write: absent, or an
+            existing ONNX model (replaced once the new one is verified);
+            anything else is a `ValueError` before any work.
         opset: optional int, the ONNX opset (default: tf2onnx's, 15 for
             tf2onnx 1.17).
         sample_inputs: optional array, list of arrays, dict name -> array
@@ -73,6 +80,8 @@ def export_onnx(
 
     Raises:
         TypeError: `opset` is not an int.
+        ValueError: `opset` outside 7-18 (what tf2onnx 1.17 converts to);
+            `path` may not be written (`docs/robustness.md`).
         ImportError: tf2onnx / onnxruntime are missing
             (`pip install "keras-aff[onnx]"`).
         ExportVerificationError: the file does not reproduce the model
@@ -95,8 +104,10 @@ def export_onnx(
     tf2onnx, _ = environment.import_onnx_tools()
     model_io.check_model(model)
     if opset is not None:
-        opset = check_int("opset", opset, min_value=7)
+        opset = check_int("opset", opset, *OPSETS)
     atol = check_tolerance("atol", atol)
+    if path is not None:
+        staging.check_destination(path, "onnx")
     if sample_inputs is None:
         samples = model_io.random_inputs(model)
     else:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from keras_aff.export import checks
 from keras_aff.export.model_io import take
 from keras_aff.export.report import ExportReport
+from keras_aff.export.staging import KINDS
 from keras_aff.export.staging import StagedPath
 from keras_aff.export.staging import path_size
 
@@ -99,19 +100,37 @@ def _run_checks(artifact, runner, found):
     return parts, tolerance
 
 
+def _write(artifact, tmp, path):
+    """`artifact.write(tmp)`; an `OSError` (a full disk, a file size limit)
+    names the destination and what was kept."""
+    try:
+        return artifact.write(tmp) or {}
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            f"Cannot write {artifact.label} for {path!r}: "
+            f"{e.strerror or e} (nothing was left at the path; an artifact "
+            "that was there is untouched)",
+        ) from e
+
+
 def verify_and_commit(path, artifact, found):
     """Writes `artifact` next to `path`, checks it (`found`, a list of
     `Check`, the first is the main one), times batch 1, moves it to `path`
     (None: keeps nothing) and returns its `ExportReport`.
 
+    What `path` may hold and what is replaced: `staging`'s rule (a
+    previous artifact of the same format only).
+
     Raises:
+        ValueError: `path` breaks that rule (nothing written or removed).
         ExportVerificationError: a check failed; nothing is at `path` and
             what was there before is untouched.
     """
-    directory = artifact.format == "saved_model"
-    with StagedPath(path, directory=directory) as stage:
+    kind = artifact.format if artifact.format in KINDS else "file"
+    with StagedPath(path, kind) as stage:
         fields = dict(artifact.report_fields)
-        fields.update(artifact.write(stage.tmp) or {})
+        fields.update(_write(artifact, stage.tmp, path))
         runner = artifact.open_runner(stage.tmp)
         parts, tolerance = _run_checks(artifact, runner, found)
         latency = runner.latency_ms(take(found[0].inputs, slice(0, 1)))

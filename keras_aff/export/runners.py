@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from keras_aff._validation import check_path
+from keras_aff._validation import regular_file_problem
 from keras_aff.export import environment
 
 LATENCY_RUNS = 30
@@ -326,6 +327,12 @@ def load_artifact(path, input_names=None, num_threads=None):
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"No exported artifact at this path. Received: path={path!r}"
+        )
+    problem = regular_file_problem(path)
+    if problem not in (None, "a directory"):  # a FIFO would block
+        raise ValueError(
+            f"Expected `path` to be a SavedModel directory or a model file; "
+            f"it is {problem}. Received: path={path!r}"
         )
     kinds = {".tflite": "a LiteRT", ".onnx": "an ONNX"}
     kind = "a SavedModel" if os.path.isdir(path) else None

@@ -18,6 +18,7 @@ from keras_aff.export import folding
 from keras_aff.export import model_io
 from keras_aff.export import pipeline
 from keras_aff.export import rebuild
+from keras_aff.export import staging
 from keras_aff.export.runners import SavedModelRunner
 
 # Run by `run_saved_model_standalone` in a fresh interpreter. Importing
@@ -185,8 +186,10 @@ def export_saved_model(
 
     Args:
         model: a built `keras.Model` (TensorFlow backend).
-        path: str or path-like, the SavedModel directory (replaced if it
-            exists).
+        path: str or path-like, the SavedModel directory: absent, empty,
+            or a SavedModel (then replaced, once the new one is verified).
+            Anything else (a directory with other files, the working
+            directory, `/`, a file) is a `ValueError` before any work.
         sample_inputs: optional array, list of arrays (one per input),
             dict name -> array, or an iterable of samples (read lazily, at
             most 500) to check with; default 4 reproducible
@@ -208,6 +211,8 @@ def export_saved_model(
         An `ExportReport` (`ops` is None for SavedModel).
 
     Raises:
+        ValueError: `path` may not be written (`docs/robustness.md`);
+            checked first, nothing is written or removed.
         ExportVerificationError: the artifact does not reproduce the model
             (nothing is left at `path`).
         RuntimeError: the backend is not TensorFlow.
@@ -231,6 +236,8 @@ def export_saved_model(
     check_bool("dynamic_spatial", dynamic_spatial)
     check_bool("standalone_check", standalone_check)
     atol = check_tolerance("atol", atol)
+    if path is not None:
+        staging.check_destination(path, "saved_model")
     if sample_inputs is None:
         samples = model_io.random_inputs(model)
     else:

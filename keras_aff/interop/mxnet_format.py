@@ -255,9 +255,11 @@ def is_mxnet_params(path) -> bool:
     >>> is_mxnet_params("w.params"), is_mxnet_params("missing.params")
     (True, False)
     """
+    if _validation.regular_file_problem(path):  # a FIFO would block
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(8)
-    except OSError:
+    except (OSError, TypeError):
         return False
     return len(head) == 8 and int.from_bytes(head, "little") == LIST_MAGIC

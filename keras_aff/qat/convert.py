@@ -17,6 +17,7 @@ from keras_aff._validation import check_path
 from keras_aff.export import checks
 from keras_aff.export import litert
 from keras_aff.export import model_io
+from keras_aff.export import staging
 
 
 def _is_qat(model):
@@ -116,7 +117,9 @@ def convert_to_int8_litert(
             one policy bounds the mean and checks the top-1 agreement, and
             a broken conversion (e.g. swapped operands) fails both.
         path: optional file path; the flatbuffer is written there, only
-            after the checks pass.
+            after the checks pass. It must be absent or an existing LiteRT
+            model (then replaced); anything else is a `ValueError` before
+            any work (`keras_aff.export`'s rule, `docs/robustness.md`).
         max_calibration_samples: int, default 500. Samples read from
             `representative_dataset`.
 
@@ -152,11 +155,12 @@ def convert_to_int8_litert(
     """
     check_bool("int8_io", int8_io)
     tolerance = check_number("tolerance", tolerance, low=0.0, low_open=True)
-    if path is not None:
-        path = check_path("path", path)
     limit = check_int(
         "max_calibration_samples", max_calibration_samples, min_value=1
     )
+    if path is not None:
+        path = check_path("path", path)
+        staging.check_destination(path, "litert")  # before any work
     _check_model(model, representative_dataset)
     samples = model_io.normalize_inputs(model, sample_inputs)
     reference = model_io.keras_outputs(model, samples)

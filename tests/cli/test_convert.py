@@ -112,8 +112,8 @@ USAGE_ERRORS = [
     (["{r32}", "--model", "resnet50"], "unknown model 'resnet50'; choose"),
     (["{r32}", "--model", "aff_resnet32", "--out", "{tmp}/m.h5"], ".keras"),
     (
-        ["{r32}", "--model", "aff_resnet32", "--out", "{tmp}/no/m.keras"],
-        "cannot write",
+        ["{r32}", "--model", "aff_resnet32", "--out", "{r32}/m.keras"],
+        "cannot write the artifact in .* is a file, not a directory",
     ),
     (["{broken}", "--model", "aff_resnet32"], "truncated.*byte offset"),
     (
@@ -154,5 +154,6 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, pattern):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("keras-aff: error: ")
     assert re.search(pattern, lines[0]), lines[0]
+    assert "a dict" not in lines[0]  # the file it read is named instead
     assert captured.out == ""
     assert sorted(os.listdir(tmp_path)) == before

@@ -226,7 +226,7 @@ def test_file_export_never_replaces_a_directory(saved, tmp_path):
     message = _cli_error(
         ["export", str(good), "--format", "litert", "--out", str(target)]
     )
-    assert "is a directory" in message
+    assert "is an existing directory" in message
     assert (target / "keep.txt").read_text() == "mine"
 
 
@@ -250,7 +250,7 @@ def test_unwritable_destination(saved, tmp_path):
         message = _cli_error(
             ["export", str(good), "--format", fmt, "--out", out]
         )
-        assert f"--out {out}: Cannot write the artifact in" in message
+        assert f"--out {out}: cannot write the artifact in" in message
         assert "is a file, not a directory" in message
     assert blocker.read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_dir"]
@@ -268,12 +268,12 @@ def test_read_only_directory(saved, tmp_path):
         locked.mkdir()
         locked.chmod(0o555)
         target = locked / "m.tflite"
-    with pytest.raises(ValueError, match="Cannot write the artifact in"):
+    with pytest.raises(ValueError, match="cannot write the artifact in"):
         export.export_litert(model, target)
     message = _cli_error(
         ["export", str(good), "--format", "litert", "--out", str(target)]
     )
-    assert "Cannot write the artifact in" in message
+    assert "cannot write the artifact in" in message
     assert not os.path.exists(target)
 
 
