@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from keras_aff import _quiet
+from keras_aff import export
 from tests import processes
 from tests.export import helpers
 
@@ -150,6 +151,27 @@ def test_native_output_follows_the_exception_chain():
             error = e
     assert _quiet.native_output(error) == "converter: no kernel\n"
     assert _quiet.native_output(error.__cause__) == "converter: no kernel\n"
+
+
+@pytest.mark.export
+def test_quiet_mode_keeps_python_warnings(tmp_path, capfd):
+    # XNNPACK refuses this int8 model (a dead branch): LiteRT's native
+    # error stays hidden, the package's UserWarning does not.
+    model = helpers.fusion_cnn(seed=3)
+    branch = model.get_layer("aff").attention.branch2
+    branch.conv1.bias.assign(np.full(branch.conv1.bias.shape, -100.0))
+    with _quiet.quiet_mode(), pytest.warns(UserWarning, match="XNNPACK"):
+        report = export.export_litert(
+            model,
+            tmp_path / "m.tflite",
+            quantization="int8",
+            representative_data=helpers.images(64, seed=4),
+        )
+    assert any("XNNPACK" in note for note in report.notes)
+    # (TensorFlow's device notices, printed outside any conversion, are
+    # the environment's business in-process: only the converter's here.)
+    err = capfd.readouterr().err
+    assert "fully_quantize" not in err and "Skipping runtime" not in err, err
 
 
 @pytest.mark.parametrize(
