@@ -26,10 +26,15 @@ Example:
 
 __version__ = "0.2.0"
 
-from keras_aff import export  # noqa: E402
-from keras_aff import interop  # noqa: E402
-from keras_aff import layers  # noqa: E402
-from keras_aff import models  # noqa: E402
-from keras_aff import optimize  # noqa: E402
+from keras_aff import _quiet  # noqa: E402
+
+# Keras imports TensorFlow here. In the `keras-aff` command (only there)
+# its C++ notices stay off the terminal: see `keras_aff._quiet`.
+with _quiet.command_startup():
+    from keras_aff import export  # noqa: E402
+    from keras_aff import interop  # noqa: E402
+    from keras_aff import layers  # noqa: E402
+    from keras_aff import models  # noqa: E402
+    from keras_aff import optimize  # noqa: E402
 
 __all__ = ["__version__", "export", "interop", "layers", "models", "optimize"]

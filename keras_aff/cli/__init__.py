@@ -10,6 +10,9 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
         [--out PATH] [--float-io] [--opset N] [--atol X] [--json]
     keras-aff info MODEL.keras [--json]
 
+Every command also takes `-v/--verbose`: without it TensorFlow's and the
+converters' native log stays off the terminal (`keras_aff._quiet`).
+
 Errors print `keras-aff: error: ...` to stderr. Exit status: 0 success, 1 a
 failed export or verification, 2 a usage error (bad arguments, a missing
 file, a file that is not a Keras model, calibration data that does not fit,

@@ -5,11 +5,16 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 Exit status: 0 success, 1 a failed export or verification (or any other
 error while running), 2 a usage error (`UsageError`, or argparse's own),
 130 interrupted.
+
+Without `-v/--verbose` the command is quiet: TensorFlow's C++ log and the
+converters' native output stay off the terminal (`keras_aff._quiet`) and
+show only with the error of a step that fails.
 """
 
 import argparse
 import sys
 
+from keras_aff import _quiet
 from keras_aff.cli import convert
 from keras_aff.cli import demo
 from keras_aff.cli import export
@@ -48,10 +53,22 @@ def build_parser():
             "official MXNet weights."
         ),
     )
+    _add_verbose(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)
     for command in COMMANDS:
-        command.add_parser(subparsers)
+        # Before or after the command: `keras-aff -v demo`, `... demo -v`.
+        _add_verbose(command.add_parser(subparsers), default=argparse.SUPPRESS)
     return parser
+
+
+def _add_verbose(parser, default):
+    parser.add_argument(
+        *_quiet.VERBOSE_FLAGS,
+        action="store_true",
+        default=default,
+        help="show TensorFlow's and the converters' own log lines (hidden "
+        "by default)",
+    )
 
 
 def main(argv=None):
@@ -78,7 +95,8 @@ def main(argv=None):
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        return args.func(args)
+        with _quiet.quiet_mode(not args.verbose):
+            return args.func(args)
     except UsageError as e:
         print(f"keras-aff: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -93,5 +111,12 @@ def main(argv=None):
             if isinstance(e, ExportVerificationError)
             else type(e).__name__
         )
+        hidden = _quiet.native_output(e)
+        if hidden:
+            print(
+                "keras-aff: the failed step's TensorFlow / converter output:\n"
+                f"{hidden.rstrip()}",
+                file=sys.stderr,
+            )
         print(f"keras-aff: error: {kind}: {e}", file=sys.stderr)
         return EXIT_FAILURE

@@ -75,7 +75,13 @@ def _figure(images, labels, w_aff, w_iaff):
     spread = max(0.05, float(deviation.max()))
     colours = {"cmap": "RdBu_r", "vmin": 0.5 - spread, "vmax": 0.5 + spread}
     n = len(images)
-    fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 1.2, 6.2), squeeze=False)
+    # Constrained layout sizes the panels so that the titles, the row
+    # labels and the colour bar with its label all fit inside the figure;
+    # with its default 3 pt pad the two-line row labels end 0.5 px outside.
+    fig, axes = plt.subplots(
+        3, n, figsize=(1.9 * n + 1.6, 6.2), squeeze=False, layout="constrained"
+    )
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)
     for i in range(n):
         axes[0, i].imshow(images[i, ..., 0], cmap="gray_r")
         axes[0, i].set_title(f"digit {labels[i]}", fontsize=9)
@@ -88,7 +94,7 @@ def _figure(images, labels, w_aff, w_iaff):
     axes[1, 0].set_ylabel("AFF w (16x16)\nx=3x3, y=1x1", fontsize=9)
     axes[2, 0].set_ylabel("iAFF w2 (8x8)\nx=conv, y=proj", fontsize=9)
     bar = fig.colorbar(im, ax=axes[1:, :].ravel().tolist(), shrink=0.9)
-    bar.set_label("mean w over channels: red prefers x, blue prefers y")
+    bar.set_label("mean w over channels\nred prefers x, blue prefers y")
     fig.suptitle(
         "Where attentional feature fusion prefers which input "
         "(output = y + w * (x - y))",

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from keras_aff import _quiet
 from keras_aff._validation import check_bool
 from keras_aff._validation import check_choice
 from keras_aff._validation import check_int
@@ -145,7 +146,8 @@ def convert(
             for message in _CONVERTER_NOISE:
                 warnings.filterwarnings("ignore", message=message)
             try:
-                return converter.convert()
+                with _quiet.capture_native_stderr():
+                    return converter.convert()
             except Exception as e:
                 lines = [ln for ln in str(e).splitlines() if ln.strip()]
                 detail = "\n".join(

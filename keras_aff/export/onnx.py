@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 import collections
 import logging
 
+from keras_aff import _quiet
 from keras_aff._validation import check_int
 from keras_aff._validation import check_tolerance
 from keras_aff.export import checks
@@ -28,9 +29,13 @@ def _convert(tf2onnx, model32, signature, opset, path, notes):
     level = tf2onnx_logger.level
     tf2onnx_logger.setLevel(logging.ERROR)
     try:
-        proto, _ = tf2onnx.convert.from_keras(
-            model32, input_signature=signature, opset=opset, output_path=path
-        )
+        with _quiet.capture_native_stderr():
+            proto, _ = tf2onnx.convert.from_keras(
+                model32,
+                input_signature=signature,
+                opset=opset,
+                output_path=path,
+            )
     finally:
         tf2onnx_logger.setLevel(level)
     opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}

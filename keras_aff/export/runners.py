@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from keras_aff import _quiet
 from keras_aff._validation import check_path
 from keras_aff._validation import regular_file_problem
 from keras_aff.export import environment
@@ -208,7 +209,10 @@ class LiteRTRunner(Runner):
 
     def _run(self, feed):
         try:
-            out = self.runner(**self._quantize(feed))
+            # The first call applies the XNNPACK delegate, which announces
+            # itself on fd 2 ("INFO: Created TensorFlow Lite XNNPACK ...").
+            with _quiet.capture_native_stderr():
+                out = self.runner(**self._quantize(feed))
         except RuntimeError as e:
             # XNNPACK (the default CPU delegate) refuses some int8 models,
             # e.g. when calibration saw a constant tensor (a dead ReLU

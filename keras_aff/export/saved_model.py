@@ -10,6 +10,7 @@ import tempfile
 
 import numpy as np
 
+from keras_aff import _quiet
 from keras_aff._validation import check_bool
 from keras_aff._validation import check_tolerance
 from keras_aff.export import checks
@@ -150,7 +151,8 @@ def _relax(model, samples, found, notes):
 
 
 def _write(model, path):
-    model.export(path, format="tf_saved_model", verbose=False)
+    with _quiet.capture_native_stderr():
+        model.export(path, format="tf_saved_model", verbose=False)
 
 
 def _run_standalone(runner, samples):
