@@ -48,6 +48,7 @@ skipped, with the reasons.
 import dataclasses
 import pathlib
 import sys
+import time
 
 import keras
 import pytest
@@ -174,10 +175,13 @@ def run_page(page, cwd):
                 )
             namespace["FIXTURES"] = FIXTURES
             _run_python(block.stand_in, page, block.line, namespace)
+        start = time.perf_counter()
         if block.lang == "python":
             _run_python(block.code, page, block.line, namespace)
         else:
             _run_bash(block.code, page, block.line, cwd)
+        seconds = time.perf_counter() - start
+        print(f"{page.name}:{block.line} {block.status} {seconds:.1f} s")
         ran += 1
     return ran
 
