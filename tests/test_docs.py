@@ -137,6 +137,8 @@ def test_extras_hold_the_docs_and_packaging_tools():
     }
     assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= extras["docs"]
     assert {"ruff", "build", "twine"} <= extras["dev"]
+    # tests/test_docs_blocks.py parses the pages with markdown-it-py.
+    assert "markdown-it-py" in extras["test"]
 
 
 def _tables_hook():

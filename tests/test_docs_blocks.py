@@ -203,6 +203,69 @@ def test_page_runs_as_written(page, clean_state):
     assert not (ROOT / "savedmodels" / "aff").exists()
 
 
+MARKED_PAGE = """# A page
+
+```python
+x = 1
+```
+
+<!-- docs-test skip: installs packages -->
+```bash
+pip install something
+```
+
+```python
+# Needs your own data: weights.h5
+load("weights.h5")
+```
+
+<!-- docs-test stand-in
+x += 1
+-->
+```python
+# Needs your own data: x
+assert x == 2
+```
+
+```console
+$ not run
+```
+"""
+
+
+def test_the_markers_give_each_block_its_status(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(MARKED_PAGE)
+    found = [(b.lang, b.line, b.status, b.reason) for b in blocks(page)]
+    assert found == [
+        ("python", 4, "run", ""),
+        ("bash", 9, "skip", "installs packages"),
+        ("python", 13, "needs-data", "Needs your own data: weights.h5"),
+        ("python", 21, "stand-in", "Needs your own data: x"),
+    ]
+    assert blocks(page)[3].stand_in == "x += 1"
+    # The first block, and the last one on its stand-in (x becomes 2).
+    assert run_page(page, tmp_path) == 2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<!-- docs-test skip: why -->\n\ntext\n", "must come right before"),
+        ("<!-- docs-test skip: -->\n```bash\nls\n```\n", "unknown marker"),
+        (
+            "<!-- docs-test stand-in\nx = 1\n-->\n```python\nx\n```\n",
+            "does not start with",
+        ),
+    ],
+)
+def test_a_misplaced_or_malformed_marker_fails(tmp_path, text, message):
+    page = tmp_path / "page.md"
+    page.write_text(text)
+    with pytest.raises(AssertionError, match=message):
+        blocks(page)
+
+
 def counts():
     """Page -> {status: number of blocks}, for the report."""
     table = {}
