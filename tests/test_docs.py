@@ -218,3 +218,19 @@ def test_the_tables_hook_refuses_what_it_cannot_render():
         )
     with pytest.raises(ValueError, match="line 2 is malformed"):
         hook.render_page("text\n<!-- table: demo -->", ROOT)
+
+
+def test_the_export_page_quotes_real_report_keys():
+    import dataclasses
+
+    from keras_aff.export import ExportReport
+
+    text = (DOCS / "export.md").read_text(encoding="utf-8")
+    start = text.index("# Every field of ExportReport")
+    comment = text[start : text.index("report.to_dict()", start)]
+    quoted = re.findall(r'"(\w+)"', comment)
+    fields = [f.name for f in dataclasses.fields(ExportReport)]
+    assert len(quoted) >= 10
+    assert [k for k in quoted if k not in fields] == []
+    # Quoted in the order of the report's fields.
+    assert quoted == [f for f in fields if f in quoted]
