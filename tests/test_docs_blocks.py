@@ -49,11 +49,13 @@ import dataclasses
 import pathlib
 import sys
 import time
+import types
 
 import keras
 import pytest
 from markdown_it import MarkdownIt
 
+import keras_aff
 from tests import processes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -188,8 +190,14 @@ def run_page(page, cwd):
 
 @pytest.fixture
 def clean_state(tmp_path, monkeypatch):
-    """A scratch working directory; Keras' global settings restored."""
+    """A scratch working directory; Keras' global settings restored; the
+    subpackages that `import keras_aff` does not import hidden, as in a
+    fresh process (`keras_aff.demo` must fail unless a block imports it)."""
     monkeypatch.chdir(tmp_path)
+    for name, value in list(vars(keras_aff).items()):
+        public = not name.startswith("_") and name not in keras_aff.__all__
+        if public and isinstance(value, types.ModuleType):
+            monkeypatch.delattr(keras_aff, name)
     yield tmp_path
     keras.distribution.set_distribution(None)
     keras.config.set_dtype_policy("float32")
