@@ -10,7 +10,9 @@ a changelog entry, `py.typed` or the license left out of the distribution.
 import configparser
 import contextlib
 import importlib
+import importlib.util
 import io
+import json
 import pathlib
 import re
 
@@ -108,7 +110,8 @@ def test_changelog_has_an_entry_for_this_version():
     text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (\S+)", text, re.MULTILINE)
     # The newest entry is the package's own version ("0.2.0 (unreleased)"
-    # until it is tagged), under an optional "Unreleased" section.
+    # until it is tagged), under an optional "## Unreleased" section that
+    # collects work not yet given a version.
     if headings[0] == "Unreleased":
         headings = headings[1:]
     assert headings[0] == keras_aff.__version__
@@ -134,3 +137,100 @@ def test_extras_hold_the_docs_and_packaging_tools():
     }
     assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= extras["docs"]
     assert {"ruff", "build", "twine"} <= extras["dev"]
+    # tests/test_docs_blocks.py parses the pages with markdown-it-py.
+    assert "markdown-it-py" in extras["test"]
+
+
+def _tables_hook():
+    # The mkdocs hook is a file of the docs, not a module of the package.
+    path = DOCS / "hooks" / "tables.py"
+    spec = importlib.util.spec_from_file_location("docs_tables_hook", path)
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    return hook
+
+
+def _table_pages():
+    return {
+        page.name: page.read_text(encoding="utf-8")
+        for page in sorted(DOCS.glob("*.md"))
+        if "<!-- table:" in page.read_text(encoding="utf-8")
+    }
+
+
+def test_every_table_marker_renders_from_its_json():
+    hook = _tables_hook()
+    pages = _table_pages()
+    assert {"benchmarks.md", "performance.md"} <= set(pages)
+    for name, text in pages.items():
+        markers = hook.MARKER.findall(text)
+        assert len(markers) == text.count("<!-- table:"), name
+        rendered = hook.render_page(text, ROOT)
+        assert "<!-- table:" not in rendered, name
+        for _, paths in markers:
+            for path in paths.split():
+                data = json.loads((ROOT / path).read_text(encoding="utf-8"))
+                # Each table names the command and the machine behind it.
+                assert data["command"] and data["machine"], path
+                assert f"`{data['command']}` on {hook.machine(data)}" in (
+                    rendered
+                ), f"{name}: no source line for {path}"
+
+
+def test_table_markers_are_comments_not_code_blocks():
+    # The docs-blocks test reads the raw Markdown: a marker inside a fence
+    # would be run (or shown) as code.
+    from markdown_it import MarkdownIt
+
+    for name, text in _table_pages().items():
+        for token in MarkdownIt("commonmark").parse(text):
+            if "<!-- table:" in token.content:
+                assert token.type == "html_block", (name, token.type)
+
+
+def test_the_demo_table_shows_the_figures_of_its_json():
+    hook = _tables_hook()
+    data = json.loads(
+        (ROOT / "benchmarks/results/demo_cpu.json").read_text(encoding="utf-8")
+    )
+    rendered = hook.render_page(_table_pages()["benchmarks.md"], ROOT)
+    for row in data["results"]:
+        cells = (
+            f"| {row['format']} | `{row['file']}` | "
+            f"{row['size_bytes'] / 1024:.1f} KiB | {row['accuracy']:.4f} |"
+        )
+        assert cells in rendered, cells
+    saved_model = data["results"][1]
+    assert saved_model["format"] == "SavedModel"
+    # BatchNorm folding on export: about 330 KiB, not 0.1.0's 729 KiB.
+    assert saved_model["size_bytes"] < 400 * 1024
+
+
+def test_the_tables_hook_refuses_what_it_cannot_render():
+    hook = _tables_hook()
+    with pytest.raises(ValueError, match="Received: kind='nope'"):
+        hook.render_page("<!-- table: nope benchmarks/results/a.json -->", ROOT)
+    with pytest.raises(
+        ValueError, match="Received: path='benchmarks/results/missing.json'"
+    ):
+        hook.render_page(
+            "<!-- table: demo benchmarks/results/missing.json -->", ROOT
+        )
+    with pytest.raises(ValueError, match="line 2 is malformed"):
+        hook.render_page("text\n<!-- table: demo -->", ROOT)
+
+
+def test_the_export_page_quotes_real_report_keys():
+    import dataclasses
+
+    from keras_aff.export import ExportReport
+
+    text = (DOCS / "export.md").read_text(encoding="utf-8")
+    start = text.index("# Every field of ExportReport")
+    comment = text[start : text.index("report.to_dict()", start)]
+    quoted = re.findall(r'"(\w+)"', comment)
+    fields = [f.name for f in dataclasses.fields(ExportReport)]
+    assert len(quoted) >= 10
+    assert [k for k in quoted if k not in fields] == []
+    # Quoted in the order of the report's fields.
+    assert quoted == [f for f in fields if f in quoted]

@@ -162,6 +162,14 @@ class Policy:
         )
 
 
+def _below_one_int8_step(stats):
+    """Whether every Keras output is under one step of an int8 output in
+    [0, 1] (1/256, a softmax's or sigmoid's): a flat softmax, e.g. the
+    1000 outputs of an untrained ImageNet classifier (about 0.001 each),
+    quantizes to one or two levels, so its top-1 class is lost."""
+    return stats.output_scale < 1 / 256
+
+
 def _check_int8(label, stats, tol, min_top1_agreement, where):
     min_agree = (
         MIN_TOP1_AGREEMENT if min_top1_agreement is None else min_top1_agreement
@@ -176,14 +184,22 @@ def _check_int8(label, stats, tol, min_top1_agreement, where):
         if stats.top1_agreement is not None
         else ""
     )
+    advice = (
+        "Check the calibration data (it should look like real inputs) or the "
+        "QAT ranges, or relax the tolerance (`atol` / `min_top1_agreement` "
+        "of `export_litert`, `tolerance` of `convert_to_int8_litert`)."
+    )
+    if _below_one_int8_step(stats):
+        advice = (
+            "Every Keras output is below one int8 step (1/256): the outputs "
+            "are flat, as an untrained classifier's softmax is (1/classes "
+            "each), so int8 cannot keep their order. Export a trained model."
+        )
     raise ExportVerificationError(
         f"{label} does not reproduce the Keras model{where}: {agree}mean "
         f"|error| {stats.mean_abs_error:.4g} (tolerance {tol:.4g}), max "
         f"|error| {stats.max_abs_error:.4g}, output scale "
-        f"{stats.output_scale:.4g}, {stats.num_samples} samples. Check the "
-        "calibration data (it should look like real inputs) or the QAT "
-        "ranges, or relax the tolerance (`atol` / `min_top1_agreement` of "
-        "`export_litert`, `tolerance` of `convert_to_int8_litert`)."
+        f"{stats.output_scale:.4g}, {stats.num_samples} samples. {advice}"
     )
 
 

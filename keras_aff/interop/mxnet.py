@@ -197,15 +197,20 @@ def load_mxnet_params(model, params):
             + ". "
             + " ".join(problems)
             + " "
-            + _validation.received(
-                "params", source if source is not None else "a dict"
-            )
-            + f" ({len(arrays)} arrays)"
+            + _received_params(source, arrays)
         )
     for variable, value in values:
         variable.assign(value.astype(variable.dtype))
     report.source = source
     return report
+
+
+def _received_params(source, arrays):
+    # The file when there is one; a dict (e.g. what `keras-aff convert`
+    # read from the file it names first) by its size, not as 'a dict'.
+    if source is None:
+        return f"Received: params=a dict of {len(arrays)} arrays"
+    return _validation.received("params", source) + f" ({len(arrays)} arrays)"
 
 
 def _arrays(params):

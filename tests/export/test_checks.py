@@ -108,3 +108,26 @@ def test_policy_refuses_bounds_that_switch_the_check_off(kwargs, error, match):
     with pytest.raises(error, match=match):
         checks.Policy("int8", **kwargs)
     assert checks.Policy("int8", atol=0.0).atol == 0.0
+
+
+def test_int8_error_names_flat_outputs_as_the_cause():
+    """An untrained 1000-way softmax (every output about 0.001, under one
+    int8 step of 1/256) loses its top-1 class in int8: the error says so
+    instead of blaming the calibration data."""
+    rng = np.random.default_rng(0)
+    flat = rng.uniform(0.0009, 0.0011, size=(8, 1000)).astype("float32")
+    flat /= flat.sum(-1, keepdims=True)
+    quantized = [np.round(flat * 256) / 256]  # all 0: the int8 output
+    with pytest.raises(ExportVerificationError) as caught:
+        checks.check("X", [flat], quantized, mode="int8")
+    message = str(caught.value)
+    assert "top-1 agreement 0.000" in message
+    assert "Every Keras output is below one int8 step (1/256)" in message
+    assert "Export a trained model." in message
+    assert "Check the calibration data" not in message
+    # Outputs of a trained classifier (above one step) keep the old advice.
+    sharp = [np.eye(1000, dtype="float32")[:8]]
+    with pytest.raises(ExportVerificationError) as caught:
+        checks.check("X", sharp, [sharp[0][:, ::-1].copy()], mode="int8")
+    assert "Check the calibration data" in str(caught.value)
+    assert "below one int8 step" not in str(caught.value)

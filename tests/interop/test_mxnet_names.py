@@ -150,6 +150,11 @@ def test_missing_unexpected_and_mis_shaped_names_in_one_error():
         "1 mis-shaped names: features.2.1.resfwd.2.weight (64, 64, 1, 1) "
         "(expected (64, 64, 3, 3))." in message
     )
+    # A dict is named by its size, not as if it were a file called
+    # 'a dict' (`keras-aff convert` passes the dict it read, after naming
+    # the file itself).
+    assert message.endswith(f"Received: params=a dict of {len(arrays)} arrays")
+    assert "'a dict'" not in message
 
 
 def test_a_classifier_of_another_size_says_what_the_file_holds():
