@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -164,10 +165,11 @@ def _convert(args):
     try:
         report = interop.load_mxnet_params(model, arrays)
     except ValueError as e:
-        # The CLI names the file; the API's tail names the dict it got.
-        reason = str(e).replace(" Received: params='a dict'", "")
+        # The CLI names the file it read, not the dict the API was given.
+        reason = re.sub(r" ?Received: params=a dict of \d+ arrays", "", str(e))
         raise UsageError(
-            f"{args.params} does not fit {args.model}: {reason}"
+            f"{args.params} does not fit {args.model}: {reason} "
+            f"Received: params={args.params!r}"
         ) from None
     report.source = args.params
     return model, report

@@ -127,7 +127,8 @@ USAGE_ERRORS = [
     (
         ["{r32}", "--model", "aff_resnext38_32x4d"],
         "does not fit aff_resnext38_32x4d: .*the file holds the official "
-        "CIFARAFFResNet .* in keras_aff: aff_resnet32",
+        "CIFARAFFResNet .* in keras_aff: aff_resnet32.* "
+        r"Received: params='.*aff_resnet32\.params'$",
     ),
 ]
 
