@@ -86,6 +86,9 @@ class ContextBranch(tf_keras.layers.Layer):
             momentum=bn_momentum,
             epsilon=bn_epsilon,
             synchronized=bool(bn_synchronized),
+            # Keras 3 updates the moving variance with the batch variance;
+            # tf_keras' fused kernel would use the unbiased one (n / (n - 1)).
+            fused=False,
             dtype=self.dtype_policy,
         )
 
