@@ -175,7 +175,8 @@ class MSCAMGate(tf_keras.layers.Layer):
         names = branches
         if branches[0] == branches[1]:  # ablations: unique, stable names
             names = (f"{branches[0]}1", f"{branches[1]}2")
-        for attribute, kind, name in zip(("branch1", "branch2"), branches, names):
+        attributes = ("branch1", "branch2")
+        for attribute, kind, name in zip(attributes, branches, names):
             branch = ContextBranch(
                 kind,
                 channels,

@@ -164,7 +164,7 @@ def test_fused_without_batch_norm_and_bias():
 
 
 def test_only_fused_selects_the_kernel(monkeypatch):
-    """"auto" runs keras.ops everywhere, on a GPU too, until
+    """ "auto" runs keras.ops everywhere, on a GPU too, until
     benchmarks/gpu.py has measured the kernel there; "fused" opts in."""
     from keras_aff.kernels import fused
     from keras_aff.layers import dispatch
