@@ -38,39 +38,14 @@ class IAFF(keras.layers.Layer):
     not scale the iAFF output (`output_scale=1.0`, the default), unlike AFF.
 
     Args:
-        reduction_ratio: int, default 4. `c = channels // reduction_ratio`
-            hidden channels in each branch.
-        output_scale: float, default 1.0. Multiplies the fused output.
-        use_bias: bool, default True. Bias on the 1x1 convs.
-        bn_momentum: float, default 0.9. BatchNormalization momentum.
-        bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
-        bn_synchronized: bool, default False. Passed to every
-            BatchNormalization as `synchronized`.
-        kernel_initializer: initializer for the 1x1 conv kernels, default
-            "glorot_uniform".
-        kernel_regularizer: optional regularizer for the 1x1 conv kernels.
-        data_format: "channels_last", "channels_first" or None (default:
-            `keras.config.image_data_format()`).
-        branches: tuple of two branch names for both gates, default
-            ("local", "global"); ("global", "global") and ("local", "local")
-            are the paper's Table 3 ablation.
-        align_inputs: bool, default False. If True, `x` and `y` may differ
-            in channels and spatial size (same rank): `y` is projected to
-            `x`'s channels by a 1x1 conv + BatchNormalization (the sublayer
-            `projection`, created only when the channels differ) and
-            resized to `x`'s size (see `keras_aff.layers.Align`). With
-            equal shapes nothing is added and the output is that of
-            `align_inputs=False`.
-        resize_interpolation: "bilinear" (default) or "nearest", the resize
-            of `y` when `align_inputs=True`.
-        use_batch_norm: bool, default True. False leaves the gates'
-            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
-            branch): the form in which `keras_aff.optimize.fold_batchnorm`
-            returns a trained layer, its BNs folded into the convs (with
-            `use_bias=True`).
-        implementation: "auto" (default), "xla" or "fused" (see
-            `AFF` and `keras_aff.layers.dispatch`; "fused" is opt-in).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `AFF`, with the same defaults and meaning:
+        reduction_ratio=4, output_scale=1.0, use_bias=True,
+        bn_momentum=0.9, bn_epsilon=1e-5, bn_synchronized=False,
+        kernel_initializer="glorot_uniform", kernel_regularizer=None,
+        data_format=None, branches=("local", "global") (for both gates),
+        align_inputs=False, resize_interpolation="bilinear",
+        use_batch_norm=True, implementation="auto" (see `AFF`), plus the
+        base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4

@@ -53,29 +53,16 @@ class MultiAFF(keras.layers.Layer):
     fixed when the layer is built.
 
     Args:
-        reduction_ratio: int, default 4. `c = channels // reduction_ratio`
-            hidden channels in each branch.
-        output_scale: float, default 1.0. Multiplies the fused output
-            (`output_scale=N` makes a gate of uniform weights an `N`-way
-            sum).
-        use_bias: bool, default True. Bias on the 1x1 convs.
-        bn_momentum: float, default 0.9. BatchNormalization momentum.
-        bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
-        bn_synchronized: bool, default False. Passed to every
-            BatchNormalization as `synchronized`.
-        kernel_initializer: initializer for the 1x1 conv kernels, default
-            "glorot_uniform".
-        kernel_regularizer: optional regularizer for the 1x1 conv kernels.
-        data_format: "channels_last", "channels_first" or None (default:
-            `keras.config.image_data_format()`).
-        branches: tuple of two branch names, default ("local", "global");
-            ("global", "global") and ("local", "local") as in `AFF`.
-        use_batch_norm: bool, default True. False leaves the gate's
-            BatchNormalizations out (the form `keras_aff.optimize.
-            fold_batchnorm` returns, see `AFF`).
-        implementation: "auto" (default) or "xla": both compute with
-            `keras.ops` (there is no fused kernel for N inputs).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `AFF` except `align_inputs` and
+        `resize_interpolation`, with the same defaults and meaning:
+        reduction_ratio=4, output_scale=1.0 (`output_scale=N` makes a gate
+        of uniform weights an N-way sum), use_bias=True, bn_momentum=0.9,
+        bn_epsilon=1e-5, bn_synchronized=False,
+        kernel_initializer="glorot_uniform", kernel_regularizer=None,
+        data_format=None, branches=("local", "global"),
+        use_batch_norm=True, implementation="auto" or "xla" (both compute
+        with `keras.ops`; there is no fused kernel for N inputs), plus the
+        base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x_1, ..., x_N]` of N >= 2 tensors of the same

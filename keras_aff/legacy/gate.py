@@ -73,8 +73,7 @@ class ContextBranch(tf_keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.kind = kind
-        layers = tf_keras.layers
-        conv_cls = shapes.conv_class(layers, rank)
+        conv_cls = shapes.conv_class(tf_keras.layers, rank)
         conv = dict(
             kernel_size=1,
             use_bias=use_bias,
@@ -91,31 +90,27 @@ class ContextBranch(tf_keras.layers.Layer):
             fused=False,
             dtype=self.dtype_policy,
         )
-
-        def fresh(getter, value):
-            return getter(copy.deepcopy(value))
-
-        init = (tf_keras.initializers.get, kernel_initializer)
-        reg = (tf_keras.regularizers.get, kernel_regularizer)
-        self.conv1 = conv_cls(
-            inter_channels,
-            name="conv1",
-            kernel_initializer=fresh(*init),
-            kernel_regularizer=fresh(*reg),
-            **conv,
-        )
-        self.bn1 = self.bn2 = None
-        if use_batch_norm:
-            self.bn1 = layers.BatchNormalization(name="bn1", **bn)
-        self.conv2 = conv_cls(
-            channels,
-            name="conv2",
-            kernel_initializer=fresh(*init),
-            kernel_regularizer=fresh(*reg),
-            **conv,
-        )
-        if use_batch_norm:
-            self.bn2 = layers.BatchNormalization(name="bn2", **bn)
+        # A new initializer per conv: a seeded one must not be shared.
+        init, reg = kernel_initializer, kernel_regularizer
+        for i, filters in ((1, inter_channels), (2, channels)):
+            conv_layer = conv_cls(
+                filters,
+                name=f"conv{i}",
+                kernel_initializer=tf_keras.initializers.get(
+                    copy.deepcopy(init)
+                ),
+                kernel_regularizer=tf_keras.regularizers.get(
+                    copy.deepcopy(reg)
+                ),
+                **conv,
+            )
+            setattr(self, f"conv{i}", conv_layer)
+            bn_layer = None
+            if use_batch_norm:
+                bn_layer = tf_keras.layers.BatchNormalization(
+                    name=f"bn{i}", **bn
+                )
+            setattr(self, f"bn{i}", bn_layer)
         self.spatial_axes = list(shapes.spatial_axes(rank, data_format))
         self.to_last, self.to_first = shapes.channel_permutations(
             rank, data_format

@@ -68,23 +68,26 @@ def _legacy_initializer(value):
 
 
 class _Fusion(tf_keras.layers.Layer):
-    """The gate arguments, a clear error for Keras 3 tensors, and a
-    `from_config` that also accepts the config of the Keras 3 twin."""
+    """The gate arguments (MSCAM's signature), a clear error for Keras 3
+    tensors, and a `from_config` that also accepts the config of the
+    Keras 3 twin."""
 
-    def _store_gate_arguments(
+    def __init__(
         self,
-        reduction_ratio,
-        use_bias,
-        bn_momentum,
-        bn_epsilon,
-        bn_synchronized,
-        kernel_initializer,
-        kernel_regularizer,
-        data_format,
-        branches,
-        use_batch_norm,
-        implementation,
+        reduction_ratio=4,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=arguments.DEFAULT_BRANCHES,
+        use_batch_norm=True,
+        implementation="auto",
+        **kwargs,
     ):
+        super().__init__(**kwargs)
         check = _validation
         self.reduction_ratio = arguments.check_ratio(reduction_ratio)
         self.use_bias = check.check_bool("use_bias", use_bias)
@@ -159,26 +162,18 @@ class MSCAM(_Fusion):
     `M(x) = sigmoid(L(x) + G(x))`, the multi-scale channel attention gate
     (L: per-position bottleneck of 1x1 convs with `C // reduction_ratio`
     hidden channels, G: the same on the global average, broadcast back).
-    Arguments, config keys and variable paths are those of the Keras 3
-    layer, whose docstring has the details.
 
     Args:
-        reduction_ratio: int, default 4.
-        use_bias: bool, default True.
-        bn_momentum: float, default 0.9.
-        bn_epsilon: float, default 1e-5.
-        bn_synchronized: bool, default False.
-        kernel_initializer: initializer, default "glorot_uniform".
-        kernel_regularizer: optional regularizer.
-        data_format: "channels_last", "channels_first" or None (default:
-            `tf_keras.backend.image_data_format()`).
-        branches: two branch names, default ("local", "global").
-        use_batch_norm: bool, default True (False: the gates without
-            BatchNormalization, as `keras_aff.optimize.fold_batchnorm`
-            returns them).
-        implementation: "auto" (default) or "xla"; both compute with
-            TensorFlow ops ("fused" is the Keras 3 layers' on JAX).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `keras_aff.layers.MSCAM`, with the same defaults,
+        checks and config keys (its docstring has the details):
+        reduction_ratio=4, use_bias=True, bn_momentum=0.9,
+        bn_epsilon=1e-5, bn_synchronized=False,
+        kernel_initializer="glorot_uniform", kernel_regularizer=None,
+        data_format=None (`tf_keras.backend.image_data_format()`),
+        branches=("local", "global"), use_batch_norm=True and
+        implementation="auto" ("auto" or "xla": both TensorFlow ops; the
+        fused kernel is the Keras 3 layers' on JAX), plus the base layer
+        keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a tensor of rank 3, 4 or 5.
@@ -199,36 +194,6 @@ class MSCAM(_Fusion):
         Dai et al., Attentional Feature Fusion, WACV 2021,
         https://arxiv.org/abs/2009.14082
     """
-
-    def __init__(
-        self,
-        reduction_ratio=4,
-        use_bias=True,
-        bn_momentum=0.9,
-        bn_epsilon=1e-5,
-        bn_synchronized=False,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
-        data_format=None,
-        branches=arguments.DEFAULT_BRANCHES,
-        use_batch_norm=True,
-        implementation="auto",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self._store_gate_arguments(
-            reduction_ratio,
-            use_bias,
-            bn_momentum,
-            bn_epsilon,
-            bn_synchronized,
-            kernel_initializer,
-            kernel_regularizer,
-            data_format,
-            branches,
-            use_batch_norm,
-            implementation,
-        )
 
     def build(self, input_shape):
         shape = shapes.check_single_shape(self.name, _shapes(input_shape))
@@ -280,8 +245,7 @@ class _Pair(_Fusion):
         implementation="auto",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self._store_gate_arguments(
+        super().__init__(
             reduction_ratio,
             use_bias,
             bn_momentum,
@@ -293,6 +257,7 @@ class _Pair(_Fusion):
             branches,
             use_batch_norm,
             implementation,
+            **kwargs,
         )
         self.output_scale = arguments.check_output_scale(output_scale)
         self.resize_interpolation = arguments.check_interpolation(
@@ -340,33 +305,21 @@ class AFF(_Pair):
 
     With `w = M(x + y)` (the MS-CAM gate), the output is
     `output_scale * (x * w + y * (1 - w))`, computed as
-    `output_scale * (y + w * (x - y))`. Arguments, config keys and variable
-    paths are those of the Keras 3 layer (see its docstring).
+    `output_scale * (y + w * (x - y))`.
 
     Args:
-        reduction_ratio: int, default 4.
-        output_scale: float, default 1.0 (2.0 reproduces the official
-            networks).
-        use_bias: bool, default True.
-        bn_momentum: float, default 0.9.
-        bn_epsilon: float, default 1e-5.
-        bn_synchronized: bool, default False.
-        kernel_initializer: initializer, default "glorot_uniform".
-        kernel_regularizer: optional regularizer.
-        data_format: "channels_last", "channels_first" or None (default:
-            `tf_keras.backend.image_data_format()`).
-        branches: two branch names, default ("local", "global").
-        align_inputs: bool, default False. Must stay False: the twin does
-            not align inputs of different shapes (`True` raises a
-            ValueError; use the Keras 3 layer, or align in the model).
-        resize_interpolation: "bilinear" (default) or "nearest"; kept in
-            the config, as the Keras 3 layer's.
-        use_batch_norm: bool, default True (False: the gates without
-            BatchNormalization, as `keras_aff.optimize.fold_batchnorm`
-            returns them).
-        implementation: "auto" (default) or "xla"; both compute with
-            TensorFlow ops ("fused" is the Keras 3 layers' on JAX).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `keras_aff.layers.AFF`, with the same defaults,
+        checks and config keys (its docstring has the details):
+        reduction_ratio=4, output_scale=1.0 (2.0 reproduces the official
+        networks), use_bias=True, bn_momentum=0.9, bn_epsilon=1e-5,
+        bn_synchronized=False, kernel_initializer="glorot_uniform",
+        kernel_regularizer=None, data_format=None
+        (`tf_keras.backend.image_data_format()`),
+        branches=("local", "global"), align_inputs=False (must stay
+        False: the twin does not align inputs of different shapes),
+        resize_interpolation="bilinear" (kept in the config),
+        use_batch_norm=True and implementation="auto" ("auto" or "xla"),
+        plus the base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4
@@ -421,28 +374,11 @@ class IAFF(_Pair):
 
     `w1 = M1(x + y)`, `xi = x * w1 + y * (1 - w1)`, `w2 = M2(xi)`, output
     `output_scale * (x * w2 + y * (1 - w2))`, with two MS-CAM gates that
-    each have their own local and global branches. Arguments, config keys
-    and variable paths are those of the Keras 3 layer (see its docstring).
+    each have their own local and global branches.
 
     Args:
-        reduction_ratio: int, default 4.
-        output_scale: float, default 1.0.
-        use_bias: bool, default True.
-        bn_momentum: float, default 0.9.
-        bn_epsilon: float, default 1e-5.
-        bn_synchronized: bool, default False.
-        kernel_initializer: initializer, default "glorot_uniform".
-        kernel_regularizer: optional regularizer.
-        data_format: "channels_last", "channels_first" or None (default:
-            `tf_keras.backend.image_data_format()`).
-        branches: two branch names for both gates, default
-            ("local", "global").
-        align_inputs: bool, default False. Must stay False (see `AFF`).
-        resize_interpolation: "bilinear" (default) or "nearest"; kept in
-            the config.
-        use_batch_norm: bool, default True (see `AFF`).
-        implementation: "auto" (default) or "xla" (see `AFF`).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `keras_aff.layers.IAFF`, as the twin `AFF` takes
+        them (same names, defaults, checks and config keys).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4
