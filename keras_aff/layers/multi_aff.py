@@ -15,9 +15,10 @@ from keras_aff.layers import shapes
 def softmax_over_inputs(logits, num_inputs, data_format):
     """The `num_inputs` weights of a `MultiAFF` gate's logits: the logits
     split along the channel axis (input-major), a softmax across them per
-    channel and position. Computed in float32 (cast back to the logits'
-    dtype), on a (positions * channels, num_inputs) matrix (TensorFlow's softmax
-    takes at most 5 dimensions; LiteRT's int8 SOFTMAX wants the last axis).
+    channel and position. Computed in float32 for half-precision logits
+    (cast back to their dtype), on a (positions * channels, num_inputs)
+    matrix (TensorFlow's softmax takes at most 5 dimensions; LiteRT's int8
+    SOFTMAX wants the last axis).
 
     Example:
 
@@ -30,7 +31,8 @@ def softmax_over_inputs(logits, num_inputs, data_format):
     axis = -1 if data_format == "channels_last" else 1
     dtype = keras.backend.standardize_dtype(logits.dtype)
     z = ops.stack(ops.split(logits, num_inputs, axis=axis), axis=-1)
-    z = ops.cast(z, "float32")
+    if dtype in ("float16", "bfloat16"):
+        z = ops.cast(z, "float32")
     w = ops.reshape(ops.softmax(ops.reshape(z, (-1, num_inputs))), ops.shape(z))
     return [ops.cast(t, dtype) for t in ops.unstack(w, num_inputs, axis=-1)]
 

@@ -133,7 +133,9 @@ class ContextBranch(tf_keras.layers.Layer):
         if self.kind == "global":
             # float16 reduce_mean on TF's CPU is wrong for large maps:
             # average in float32.
-            z = tf.reduce_mean(tf.cast(z, tf.float32), self.spatial_axes, True)
+            if z.dtype in (tf.float16, tf.bfloat16):
+                z = tf.cast(z, tf.float32)
+            z = tf.reduce_mean(z, self.spatial_axes, keepdims=True)
             z = tf.cast(z, inputs.dtype)
         if self.to_last is not None:
             z = tf.transpose(z, list(self.to_last))
