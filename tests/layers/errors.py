@@ -225,7 +225,7 @@ def input_type_errors(case, call, x):
     `config`."""
     rows = [
         ("int_inputs", call(lambda: [x.astype("int32")] * 2), "int32"),
-        ("int64_inputs", call(lambda: [x.astype("int64")] * 2), "int64"),
+        ("uint8_inputs", call(lambda: [x.astype("uint8")] * 2), "uint8"),
         ("bool_inputs", call(lambda: [x > 0] * 2), "bool"),
     ]
     params = [
