@@ -101,9 +101,9 @@ def build_model(bn_synchronized=False):
 
     from keras_aff.layers import AFF
     from keras_aff.layers import IAFF
-    from keras_aff.layers.kit import KERAS3
+    from keras_aff.layers.gate import synchronized_bn
 
-    sync = KERAS3.synchronized_bn(bn_synchronized)
+    sync = synchronized_bn(bn_synchronized)
 
     def conv_bn(x, filters, kernel, name):
         x = keras.layers.Conv2D(

@@ -7,9 +7,11 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 A small trained model that uses every fusion layer and the non-default
 settings users save (AFF with output_scale=2, iAFF with local+local
-branches, MSCAM), saved as `.keras`, exported as a SavedModel and as LiteRT
-float32 and int8 files by `keras_aff.export` (each verified), with fixed
-inputs and the outputs each artifact gave when it was written.
+branches, MSCAM; from 0.2.0 also AFF with align_inputs=True on maps of
+different channels and sizes, Align and MultiAFF), saved as `.keras`,
+exported as a SavedModel and as LiteRT float32 and int8 files by
+`keras_aff.export` (each verified), with fixed inputs
+and the outputs each artifact gave when it was written.
 `tests/export/test_fixtures.py` loads every `fixtures/v*/` directory with the
 current code and checks that those outputs come back.
 
@@ -34,6 +36,8 @@ from keras_aff import export  # noqa: E402
 from keras_aff.layers import AFF  # noqa: E402
 from keras_aff.layers import IAFF  # noqa: E402
 from keras_aff.layers import MSCAM  # noqa: E402
+from keras_aff.layers import Align  # noqa: E402
+from keras_aff.layers import MultiAFF  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = 20240101
@@ -42,7 +46,9 @@ NUM_CALIBRATION = 128
 
 
 def build_model():
-    """8x8x3 -> AFF(x2) -> iAFF(local+local) -> MSCAM -> 4 logits."""
+    """8x8x3 -> AFF(x2) -> iAFF(local+local) -> MSCAM, then (0.2.0) a
+    coarser 4x4x16 map merged by AFF(align_inputs=True) and by Align, the
+    three maps fused by MultiAFF -> 4 logits."""
     layers = keras.layers
     image = keras.Input((8, 8, 3), name="image")
     h = layers.Conv2D(8, 3, padding="same", name="stem")(image)
@@ -55,6 +61,14 @@ def build_model():
         [f, b]
     )
     f = MSCAM(reduction_ratio=4, name="mscam")(f)
+    c = layers.Conv2D(
+        16, 3, strides=2, padding="same", activation="relu", name="coarse"
+    )(h)
+    g = AFF(reduction_ratio=2, align_inputs=True, name="aff_aligned")([f, c])
+    u = Align(interpolation="nearest", name="align")([f, c])
+    f = MultiAFF(reduction_ratio=2, output_scale=3.0, name="multi_aff")(
+        [f, g, u]
+    )
     f = layers.GlobalAveragePooling2D(name="gap")(f)
     return keras.Model(image, layers.Dense(4, name="logits")(f), name="fx")
 
@@ -141,9 +155,8 @@ def make(out):
         "tensorflow": tf.__version__,
         "numpy": np.__version__,
         "description": (
-            "8x8x3 -> stem -> AFF(output_scale=2) of a 3x3 and a 1x1 branch "
-            "-> iAFF(branches=local+local) -> MSCAM -> GAP -> 4 logits; "
-            "trained 8 epochs on a synthetic quadrant task"
+            build_model.__doc__.replace("\n   ", "").rstrip(".")
+            + "; trained 8 epochs on a synthetic quadrant task"
         ),
         "files": {name: sha256(os.path.join(out, name)) for name in files},
         "exports": [

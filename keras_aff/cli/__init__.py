@@ -28,22 +28,41 @@ Example:
 2
 """
 
+import importlib
 import warnings
 
 from keras_aff.cli._common import UsageError
-from keras_aff.cli.export import FORMATS  # noqa: F401
-from keras_aff.cli.export import IMAGE_EXTENSIONS  # noqa: F401
-from keras_aff.cli.export import QUANTIZATIONS  # noqa: F401
 from keras_aff.cli.info import describe_model
-from keras_aff.cli.parser import EXIT_FAILURE  # noqa: F401
-from keras_aff.cli.parser import EXIT_USAGE  # noqa: F401
 from keras_aff.cli.parser import build_parser
 from keras_aff.cli.parser import main
 from keras_aff.demo import build_demo_model
 from keras_aff.demo import fusion_weight_model
 from keras_aff.demo import load_demo_data
-from keras_aff.demo.artifacts import CALIBRATION_SAMPLES as DEMO_CALIBRATION  # noqa: F401
-from keras_aff.demo.train import EPOCHS as DEMO_EPOCHS  # noqa: F401
+
+# 0.1.0's single-module CLI exported these; they still resolve, with a
+# DeprecationWarning naming where they live now (removed in 0.4.0).
+_MOVED = {
+    "EXIT_FAILURE": ("keras_aff.cli.parser", "EXIT_FAILURE"),
+    "EXIT_USAGE": ("keras_aff.cli.parser", "EXIT_USAGE"),
+    "FORMATS": ("keras_aff.cli.export", "FORMATS"),
+    "QUANTIZATIONS": ("keras_aff.cli.export", "QUANTIZATIONS"),
+    "IMAGE_EXTENSIONS": ("keras_aff.cli.export", "IMAGE_EXTENSIONS"),
+    "DEMO_EPOCHS": ("keras_aff.demo.train", "EPOCHS"),
+    "DEMO_CALIBRATION": ("keras_aff.demo.artifacts", "CALIBRATION_SAMPLES"),
+}
+
+
+def __getattr__(name):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _MOVED[name]
+    warnings.warn(
+        f"keras_aff.cli.{name} is deprecated since 0.2.0 and will be "
+        f"removed in keras_aff 0.4.0: use {module}.{attribute}.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), attribute)
 
 
 def model_info(model):
@@ -59,16 +78,15 @@ def model_info(model):
     92
     """
     warnings.warn(
-        "keras_aff.cli.model_info is deprecated: use "
-        "keras_aff.cli.describe_model (the same dict).",
+        "keras_aff.cli.model_info is deprecated since 0.2.0 and will be "
+        "removed in keras_aff 0.4.0: use keras_aff.cli.describe_model (the "
+        "same dict).",
         DeprecationWarning,
         stacklevel=2,
     )
     return describe_model(model)
 
 
-# Also importable, as in 0.1.0: EXIT_FAILURE, EXIT_USAGE, FORMATS,
-# QUANTIZATIONS, IMAGE_EXTENSIONS, DEMO_EPOCHS, DEMO_CALIBRATION.
 __all__ = [
     "UsageError",
     "build_demo_model",

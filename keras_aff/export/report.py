@@ -6,6 +6,7 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import dataclasses
 import json
+import warnings
 
 
 class ExportVerificationError(RuntimeError, ValueError):
@@ -44,6 +45,13 @@ _LEGACY_KEYS = {
     "tolerance_abs": lambda r: r.tolerance,
     "input_dtypes": lambda r: [v["dtype"] for v in r.inputs.values()],
     "output_dtypes": lambda r: [v["dtype"] for v in r.outputs.values()],
+}
+
+
+_LEGACY_REPLACEMENTS = {
+    "tolerance_abs": "report.tolerance",
+    "input_dtypes": "[v['dtype'] for v in report.inputs.values()]",
+    "output_dtypes": "[v['dtype'] for v in report.outputs.values()]",
 }
 
 
@@ -97,7 +105,8 @@ class ExportReport:
     field; `report["tolerance_abs"]` is `report.tolerance`, and
     `report["input_dtypes"]` / `report["output_dtypes"]` list the I/O
     dtypes. `report["tolerance"]` is the absolute bound now, no longer the
-    relative `tolerance` argument.
+    relative `tolerance` argument. Indexing is deprecated (a
+    `DeprecationWarning` names the attribute to use; removed in 0.4.0).
 
     Example:
 
@@ -110,7 +119,7 @@ class ExportReport:
     ['batch 4', 'batch 1']
     >>> report.to_dict()["ops"]["CONV_2D"]  # 5 model convs + 4 per gate
     17
-    >>> report["ops"] == report.ops
+    >>> report.to_dict()["max_abs_error"] == report.max_abs_error
     True
     >>> print(report.summary())
     litert: ... B, max |err| ... (tol 1.0e-04), ..., batch-1 latency ... ms
@@ -166,15 +175,36 @@ class ExportReport:
         return names + list(_LEGACY_KEYS)
 
     def __getitem__(self, key):
+        if key not in self.keys():
+            raise KeyError(key)
+        replacement = _LEGACY_REPLACEMENTS.get(key, f"report.{key}")
+        warnings.warn(
+            f"report[{key!r}] is deprecated since keras_aff 0.2.0 and will "
+            f"be removed in 0.4.0: use {replacement} (an ExportReport is a "
+            "dataclass, no longer 0.1.0's dict).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if key in _LEGACY_KEYS:
             return _LEGACY_KEYS[key](self)
-        if key in {f.name for f in dataclasses.fields(self)}:
-            return getattr(self, key)
-        raise KeyError(key)
+        return getattr(self, key)
 
     def __contains__(self, key):
         return key in self.keys()
 
     def get(self, key, default=None):
-        """`report[key]`, or `default` when the key is unknown."""
-        return self[key] if key in self else default
+        """`report[key]` (deprecated, as indexing), or `default` when the
+        key is unknown."""
+        if key not in self:
+            return default
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            value = self[key]
+        replacement = _LEGACY_REPLACEMENTS.get(key, f"report.{key}")
+        warnings.warn(
+            f"report.get({key!r}) is deprecated since keras_aff 0.2.0 and "
+            f"will be removed in 0.4.0: use {replacement}.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value

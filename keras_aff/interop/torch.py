@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_aff import _validation
 from keras_aff.layers.aff import AFF
-from keras_aff.layers.gate import DEFAULT_BRANCHES
+from keras_aff.layers.arguments import DEFAULT_BRANCHES
 from keras_aff.layers.iaff import IAFF
 from keras_aff.layers.ms_cam import MSCAM
 

@@ -7,102 +7,14 @@ import keras
 
 from keras_aff import _validation
 from keras_aff.layers import align
+from keras_aff.layers import arguments
 from keras_aff.layers import dispatch
 from keras_aff.layers import gate
 from keras_aff.layers import shapes
-from keras_aff.layers.kit import KERAS3
-
-
-class AFFCore:
-    """AFF's behaviour, for any Keras flavour (`kit`, `gate_cls`).
-
-    `IAFFCore` extends it: same arguments and config, two gates.
-    """
-
-    def __init__(
-        self,
-        reduction_ratio=4,
-        output_scale=1.0,
-        use_bias=True,
-        bn_momentum=0.9,
-        bn_epsilon=1e-5,
-        bn_synchronized=False,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
-        data_format=None,
-        branches=gate.DEFAULT_BRANCHES,
-        align_inputs=False,
-        resize_interpolation="bilinear",
-        use_batch_norm=True,
-        implementation="auto",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        gate.store_gate_arguments(self, locals())
-        self.output_scale = _validation.check_number(
-            "output_scale", output_scale, low=0.0, low_open=True
-        )
-        align.align_arguments(self, align_inputs, resize_interpolation)
-
-    def build(self, input_shape):
-        shape = align.build_pair(self, input_shape)
-        self.attention = gate.build_gate(
-            self, "attention", shape, self.gate_cls
-        )
-        self.channels = self.attention.branch1.conv2.filters
-        self.inter_channels = self.attention.branch1.conv1.filters
-
-    def fusion_weights(self, inputs, training=False):
-        """The weight `w = M(x + y)` of the first input, in [0, 1].
-
-        Example:
-
-        >>> layer = keras_aff.layers.AFF(reduction_ratio=4)
-        >>> rng = np.random.default_rng(0)
-        >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
-        >>> w = layer.fusion_weights([x, y])
-        >>> w = keras.ops.convert_to_numpy(w)
-        >>> out = keras.ops.convert_to_numpy(layer([x, y]))
-        >>> np.allclose(out, y + w * (x - y), atol=1e-6)
-        True
-        """
-        x, y = align.aligned_pair(self, inputs, training)
-        return self._gate_weights(x, y, training)
-
-    def _gate_weights(self, x, y, training):
-        return self.attention(x + y, training=training)
-
-    def call(self, inputs, training=None):
-        x, y = align.aligned_pair(self, inputs, training)
-        fused = dispatch.fused_kernels(self, x)
-        if fused is not None:
-            return fused.aff(self, x, y, training)
-        return self.blend(x, y, self._gate_weights(x, y, training))
-
-    def blend(self, x, y, w):
-        # y + w * (x - y) == x * w + y * (1 - w), with one multiply fewer and
-        # no `1 - w` for LiteRT's NCHW converter bug to swap.
-        out = y + w * (x - y)
-        if self.output_scale != 1.0:
-            out = out * self.output_scale
-        return out
-
-    def compute_output_shape(self, input_shape):
-        if self.align_inputs:
-            return align.aligned_shape(self.name, input_shape)
-        return shapes.check_pair_shapes(self.name, input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(gate.gate_config(self))
-        config["output_scale"] = self.output_scale
-        config["align_inputs"] = self.align_inputs
-        config["resize_interpolation"] = self.resize_interpolation
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_aff")
-class AFF(AFFCore, keras.layers.Layer):
+class AFF(keras.layers.Layer):
     """Attentional feature fusion of two same-shape feature maps.
 
     With `w = M(x + y)`, where `M(z) = sigmoid(L(z) + G(z))` is the MS-CAM
@@ -157,12 +69,12 @@ class AFF(AFFCore, keras.layers.Layer):
             branch): the form in which `keras_aff.optimize.fold_batchnorm`
             returns a trained layer, its BNs folded into the convs (with
             `use_bias=True`).
-        implementation: "auto" (default), "xla" or "fused". "xla" computes
-            with `keras.ops`; "fused" with the fused Pallas kernel of
-            `keras_aff.kernels` (JAX backend, channels_last, the default
-            branches; off GPUs in Pallas interpret mode: exact but slow);
-            "auto" uses the kernel on JAX with a GPU when the shapes allow
-            and `keras.ops` everywhere else. Same weights and outputs.
+        implementation: "auto" (default), "xla" or "fused" (see
+            `keras_aff.layers.dispatch`). "auto" and "xla" compute with
+            `keras.ops` on every backend; "fused" (opt-in) runs the fused
+            Pallas kernel of `keras_aff.kernels` (JAX backend,
+            channels_last, the default branches; off GPUs in Pallas
+            interpret mode: exact but slow). Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -202,5 +114,104 @@ class AFF(AFFCore, keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    kit = KERAS3
-    gate_cls = gate.MSCAMGate
+    def __init__(
+        self,
+        reduction_ratio=4,
+        output_scale=1.0,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=arguments.DEFAULT_BRANCHES,
+        align_inputs=False,
+        resize_interpolation="bilinear",
+        use_batch_norm=True,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check = _validation
+        self.reduction_ratio = arguments.check_ratio(reduction_ratio)
+        self.use_bias = check.check_bool("use_bias", use_bias)
+        self.bn_momentum = arguments.check_momentum(bn_momentum)
+        self.bn_epsilon = arguments.check_epsilon(bn_epsilon)
+        self.bn_synchronized = check.check_bool(
+            "bn_synchronized", bn_synchronized
+        )
+        self.kernel_initializer = check.check_keras_object(
+            "kernel_initializer", kernel_initializer, keras.initializers.get
+        )
+        self.kernel_regularizer = check.check_keras_object(
+            "kernel_regularizer", kernel_regularizer, keras.regularizers.get
+        )
+        self.data_format = check.check_data_format(data_format)
+        self.branches = arguments.check_branches(branches)
+        self.use_batch_norm = check.check_bool("use_batch_norm", use_batch_norm)
+        self.implementation = dispatch.check_implementation(
+            implementation, self.data_format, self.branches
+        )
+        self.output_scale = arguments.check_output_scale(output_scale)
+        self.align_inputs = check.check_bool("align_inputs", align_inputs)
+        self.resize_interpolation = arguments.check_interpolation(
+            "resize_interpolation", resize_interpolation
+        )
+
+    def build(self, input_shape):
+        # With align_inputs, `projection` (y to x's channels) comes first.
+        shape = align.build_pair(self, input_shape)
+        self.attention = gate.build_gate(self, "attention", shape)
+        self.channels = self.attention.channels
+        self.inter_channels = self.attention.inter_channels
+
+    def call(self, inputs, training=None):
+        x, y = align.aligned_pair(self, inputs, training)
+        fused = dispatch.fused_kernels(self)
+        if fused is not None:
+            return fused.aff(self, x, y, training)
+        w = self.attention(x + y, training=training)
+        # y + w * (x - y) == x * w + y * (1 - w), with one multiply fewer
+        # and no `1 - w` for LiteRT's NCHW converter bug to swap.
+        out = y + w * (x - y)
+        if self.output_scale != 1.0:
+            out = out * self.output_scale
+        return out
+
+    def fusion_weights(self, inputs, training=False):
+        """The weight `w = M(x + y)` of the first input, in [0, 1].
+
+        Example:
+
+        >>> layer = keras_aff.layers.AFF(reduction_ratio=4)
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
+        >>> w = layer.fusion_weights([x, y])
+        >>> w = keras.ops.convert_to_numpy(w)
+        >>> out = keras.ops.convert_to_numpy(layer([x, y]))
+        >>> np.allclose(out, y + w * (x - y), atol=1e-6)
+        True
+        """
+        x, y = align.aligned_pair(self, inputs, training)
+        return self.attention(x + y, training=training)
+
+    def compute_output_shape(self, input_shape):
+        if self.align_inputs:
+            return align.aligned_shape(self.name, input_shape)
+        return shapes.check_pair_shapes(self.name, input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            arguments.gate_config(self, keras.initializers, keras.regularizers)
+        )
+        config["implementation"] = self.implementation
+        config["output_scale"] = self.output_scale
+        config["align_inputs"] = self.align_inputs
+        config["resize_interpolation"] = self.resize_interpolation
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(arguments.check_config(cls, config))

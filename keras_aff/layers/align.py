@@ -14,8 +14,8 @@ convolution and a bilinear resize (the author's answer in open-aff issue
   antialiasing) or nearest, for ranks 3, 4 and 5, with sizes known only at
   run time; nothing is done along an axis whose sizes are statically equal;
 - `Align`: the public layer `[x, y] -> y` aligned;
-- `align_arguments`, `build_pair` and `aligned_pair`: what `AFF` and `IAFF`
-  call for `align_inputs=True`.
+- `build_pair` and `aligned_pair`: what `AFF` and `IAFF` call in `build`
+  and `call` (with `align_inputs=True`, they align).
 
 The projection runs before the resize (upsampling, the common case, then
 projects the smaller map). The resize is written with `keras.ops` gathers
@@ -31,27 +31,9 @@ import keras
 from keras import ops
 
 from keras_aff import _validation
-from keras_aff.layers import kit
+from keras_aff.layers import arguments
+from keras_aff.layers import gate
 from keras_aff.layers import shapes
-from keras_aff.layers.kit import KERAS3
-
-INTERPOLATIONS = ("bilinear", "nearest")
-
-
-def spatial_axes(rank, data_format):
-    """The spatial axes of a feature map of rank `rank`.
-
-    Example:
-
-    >>> from keras_aff.layers import align
-    >>> align.spatial_axes(4, "channels_last")
-    (1, 2)
-    >>> align.spatial_axes(5, "channels_first")
-    (2, 3, 4)
-    """
-    if data_format == "channels_last":
-        return tuple(range(1, rank - 1))
-    return tuple(range(2, rank))
 
 
 def _resize_axis(z, axis, size, interpolation):
@@ -87,7 +69,7 @@ def resize_like(y, x, interpolation="bilinear", data_format="channels_last"):
     array([1., 3.], dtype=float32)
     """
     target = None
-    for axis in spatial_axes(len(x.shape), data_format):
+    for axis in shapes.spatial_axes(len(x.shape), data_format):
         a, b = x.shape[axis], y.shape[axis]
         if isinstance(a, int) and isinstance(b, int) and a == b:
             continue
@@ -127,10 +109,7 @@ class Projection(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        conv_cls = {3: keras.layers.Conv1D, 4: keras.layers.Conv2D}.get(
-            rank, keras.layers.Conv3D
-        )
-        self.conv = conv_cls(
+        self.conv = shapes.conv_class(keras.layers, rank)(
             filters,
             1,
             use_bias=False,
@@ -143,15 +122,14 @@ class Projection(keras.layers.Layer):
             axis=-1,
             momentum=bn_momentum,
             epsilon=bn_epsilon,
-            synchronized=KERAS3.synchronized_bn(bn_synchronized),
+            synchronized=gate.synchronized_bn(bn_synchronized),
             name="bn",
             dtype=self.dtype_policy,
         )
         self.filters = filters
-        self.to_last = self.to_first = None
-        if data_format == "channels_first":
-            self.to_last = (0, *range(2, rank), 1)
-            self.to_first = (0, rank - 1, *range(1, rank - 1))
+        self.to_last, self.to_first = shapes.channel_permutations(
+            rank, data_format
+        )
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -179,35 +157,6 @@ class Projection(keras.layers.Layer):
 # ---------------------------------------------------------------------------
 # What a layer that aligns its inputs calls (AFF, IAFF, Align)
 # ---------------------------------------------------------------------------
-def align_arguments(layer, align_inputs, resize_interpolation):
-    """Checks and stores `align_inputs` and `resize_interpolation` on
-    `layer`; the tf_keras twins (a kit other than Keras 3's) refuse
-    `align_inputs=True`.
-
-    Example:
-
-    >>> from keras_aff.layers import align
-    >>> layer = keras_aff.layers.AFF()
-    >>> align.align_arguments(layer, True, "NEAREST")
-    >>> layer.align_inputs, layer.resize_interpolation
-    (True, 'nearest')
-    """
-    align_inputs = _validation.check_bool("align_inputs", align_inputs)
-    layer.resize_interpolation = _validation.check_choice(
-        "resize_interpolation", resize_interpolation, INTERPOLATIONS
-    )
-    if align_inputs and layer.kit is not KERAS3:
-        name = type(layer).__name__
-        raise ValueError(
-            f"Expected `align_inputs` to be False: the tf_keras "
-            f"`{type(layer).__module__}.{name}` cannot align its inputs "
-            f"(use `keras_aff.layers.{name}`, or align them in the model "
-            "with a 1x1 conv + BatchNormalization and a resize). "
-            "Received: align_inputs=True"
-        )
-    layer.align_inputs = align_inputs
-
-
 def make_projection(layer, input_shape):
     """Checks `[x_shape, y_shape]` (one rank, known channels); returns
     `(x_shape, projection)`, the `Projection` of `y` to `x`'s channels
@@ -299,8 +248,9 @@ def align_to(layer, x, y, interpolation, training=None):
 
 
 def aligned_pair(layer, inputs, training=None):
-    """`[x, y]` checked (the layer built if it is not yet), with `y`
-    aligned to `x` when `layer.align_inputs`.
+    """`[x, y]` checked and as tensors (the layer built if it is not yet,
+    for `fusion_weights`), with `y` aligned to `x` when
+    `layer.align_inputs`.
 
     Example:
 
@@ -313,8 +263,9 @@ def aligned_pair(layer, inputs, training=None):
     """
     same = not layer.align_inputs
     x, y = shapes.check_pair_inputs(layer.name, inputs, same_shape=same)
-    kit.ensure_built(layer, [x, y])
-    x, y = kit.as_tensors(layer, [x, y])
+    x, y = ops.convert_to_tensor(x), ops.convert_to_tensor(y)
+    if not layer.built:
+        layer.build([tuple(x.shape), tuple(y.shape)])
     if same:
         return x, y
     return x, align_to(layer, x, y, layer.resize_interpolation, training)
@@ -385,8 +336,8 @@ class Align(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check = _validation
-        self.interpolation = check.check_choice(
-            "interpolation", interpolation, INTERPOLATIONS
+        self.interpolation = arguments.check_interpolation(
+            "interpolation", interpolation
         )
         self.kernel_initializer = check.check_keras_object(
             "kernel_initializer", kernel_initializer, keras.initializers.get
@@ -394,12 +345,8 @@ class Align(keras.layers.Layer):
         self.kernel_regularizer = check.check_keras_object(
             "kernel_regularizer", kernel_regularizer, keras.regularizers.get
         )
-        self.bn_momentum = check.check_number(
-            "bn_momentum", bn_momentum, low=0.0, high=1.0, high_open=True
-        )
-        self.bn_epsilon = check.check_number(
-            "bn_epsilon", bn_epsilon, low=0.0, low_open=True
-        )
+        self.bn_momentum = arguments.check_momentum(bn_momentum)
+        self.bn_epsilon = arguments.check_epsilon(bn_epsilon)
         self.bn_synchronized = check.check_bool(
             "bn_synchronized", bn_synchronized
         )
@@ -434,3 +381,7 @@ class Align(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(arguments.check_config(cls, config))

@@ -6,237 +6,63 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
     G(z) = the same on the global average of z, broadcast back
 
 with `c = C // reduction_ratio`. `MSCAM`, `AFF` and `IAFF` own one or two
-gates as the sublayers `attention` / `attention1`, `attention2`; anyone who
-needs the gate's output calls the layer's `fusion_weights()`.
+gates as the sublayers `attention` / `attention1`, `attention2`, created
+by `build_gate`; anyone who needs the gate's output calls the layer's
+`fusion_weights()`.
 
-For `MultiAFF` (N inputs) the same gate is built with `num_inputs=N`: the
-last conv of each branch produces `N * C` channels and the gate returns
-the logits `L(z) + G(z)` (input-major: channel `i * C + k` belongs to input
+For `MultiAFF` (N inputs) the gate is built with `num_inputs=N`: the last
+conv of each branch produces `N * C` channels and the gate returns the
+logits `L(z) + G(z)` (input-major: channel `i * C + k` belongs to input
 `i`); the layer turns them into weights with a softmax over the inputs.
-
-This module also owns the gate's constructor arguments: `gate_arguments`
-checks them, the layers store them under their own names and
-`gate_config` serializes them, so the three layers (and their tf_keras
-twins) accept, check and save them identically.
-
-The shared classes (`ContextBranchCore`, `MSCAMGateCore`) take their Keras
-flavour from the class attribute `kit` (a `keras_aff.layers.kit.LayerKit`);
-`ContextBranch` and `MSCAMGate` are the Keras 3 ones.
 """
 
 import copy
 
 import keras
+from keras import ops
 
-from keras_aff import _validation
-from keras_aff.layers import kit as kit_module
 from keras_aff.layers import shapes
 
-BRANCH_KINDS = ("local", "global")
-DEFAULT_BRANCHES = ("local", "global")
-GATE_ARGUMENTS = (
-    "reduction_ratio",
-    "use_bias",
-    "bn_momentum",
-    "bn_epsilon",
-    "bn_synchronized",
-    "kernel_initializer",
-    "kernel_regularizer",
-    "data_format",
-    "branches",
-    "use_batch_norm",
-    "implementation",
-)
 
+def synchronized_bn(requested):
+    """The `synchronized` argument to give a Keras BatchNormalization for
+    `bn_synchronized=requested`.
 
-def check_branches(value):
-    """Two branch names, each "local" or "global".
+    Keras' BatchNormalization takes `synchronized=True` on TensorFlow only
+    (cross-replica statistics under a `tf.distribute` strategy) and raises
+    `ValueError` elsewhere. On JAX, `keras.distribution.DataParallel` jits
+    one computation over the global batch, so the batch statistics are
+    global already: the request is met without the argument
+    (tests/distributed checks it). torch has no multi-device Keras
+    distribution, so there is nothing to synchronize.
 
     Example:
 
     >>> from keras_aff.layers import gate
-    >>> gate.check_branches(["global", "global"])
-    ('global', 'global')
+    >>> gate.synchronized_bn(False)
+    False
     """
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise TypeError(
-            "Expected `branches` to be a list or tuple of two branch names "
-            f"from {BRANCH_KINDS}. "
-            + _validation.received("branches", value, with_type=True)
-        )
-    value = tuple(value)
-    if len(value) != 2 or any(v not in BRANCH_KINDS for v in value):
-        raise ValueError(
-            "Expected `branches` to be two branch names, each one of "
-            f"{BRANCH_KINDS}, e.g. ('local', 'global'). "
-            + _validation.received("branches", value)
-        )
-    return value
+    return bool(requested) and keras.backend.backend() == "tensorflow"
 
 
-def gate_arguments(
-    kit,
-    reduction_ratio=4,
-    use_bias=True,
-    bn_momentum=0.9,
-    bn_epsilon=1e-5,
-    bn_synchronized=False,
-    kernel_initializer="glorot_uniform",
-    kernel_regularizer=None,
-    data_format=None,
-    branches=DEFAULT_BRANCHES,
-    use_batch_norm=True,
-    implementation="auto",
-):
-    """Checks the gate's arguments; returns them by name, canonical.
-
-    Example:
-
-    >>> from keras_aff.layers import gate, kit
-    >>> args = gate.gate_arguments(
-    ...     kit.KERAS3, 4, True, 0.9, 1e-5, False, "glorot_uniform", None,
-    ...     None, ("local", "global"))
-    >>> args["data_format"], args["reduction_ratio"], args["implementation"]
-    ('channels_last', 4, 'auto')
-    """
-    from keras_aff.layers import dispatch  # it imports this module
-
-    check = _validation
-    arguments = {
-        "reduction_ratio": check.check_int(
-            "reduction_ratio", reduction_ratio, min_value=1
-        ),
-        "use_bias": check.check_bool("use_bias", use_bias),
-        "bn_momentum": check.check_number(
-            "bn_momentum", bn_momentum, low=0.0, high=1.0, high_open=True
-        ),
-        "bn_epsilon": check.check_number(
-            "bn_epsilon", bn_epsilon, low=0.0, low_open=True
-        ),
-        "bn_synchronized": check.check_bool("bn_synchronized", bn_synchronized),
-        "kernel_initializer": check.check_keras_object(
-            "kernel_initializer", kernel_initializer, kit.initializers.get
-        ),
-        "kernel_regularizer": check.check_keras_object(
-            "kernel_regularizer", kernel_regularizer, kit.regularizers.get
-        ),
-        "data_format": check.check_data_format(
-            data_format, kit.image_data_format()
-        ),
-        "branches": check_branches(branches),
-        "use_batch_norm": check.check_bool("use_batch_norm", use_batch_norm),
-        "implementation": check.check_choice(
-            "implementation", implementation, dispatch.IMPLEMENTATIONS
-        ),
-    }
-    dispatch.check_fused_support(kit, arguments)
-    return arguments
-
-
-def store_gate_arguments(layer, arguments):
-    """Checks the gate arguments among `arguments` (a fusion layer's
-    `__init__` locals) with `gate_arguments` and stores each on `layer`
-    under its own name.
+def global_mean(z, axes):
+    """The mean of `z` over `axes` (kept), accumulated in float32 for
+    half-precision `z` and returned in `z`'s dtype: a float16 mean of a
+    large map loses its accuracy (and TF's CPU float16 reduce_mean returns
+    0.653 for a 224x224 map of 2.0).
 
     Example:
 
     >>> from keras_aff.layers import gate
-    >>> layer = keras_aff.layers.MSCAM()
-    >>> gate.store_gate_arguments(layer, {"reduction_ratio": 8})
-    >>> layer.reduction_ratio, layer.data_format
-    (8, 'channels_last')
+    >>> z = np.full((1, 224, 224, 2), 2.0, "float16")
+    >>> keras.ops.convert_to_numpy(gate.global_mean(z, (1, 2))).ravel()
+    array([2., 2.], dtype=float16)
     """
-    given = {k: arguments[k] for k in GATE_ARGUMENTS if k in arguments}
-    for name, value in gate_arguments(layer.kit, **given).items():
-        setattr(layer, name, value)
-
-
-def gate_config(layer):
-    """The gate arguments stored on `layer`, as plain JSON values.
-
-    Example:
-
-    >>> from keras_aff.layers import gate
-    >>> gate.gate_config(keras_aff.layers.MSCAM())["branches"]
-    ['local', 'global']
-    """
-    kit = layer.kit
-    return {
-        "reduction_ratio": layer.reduction_ratio,
-        "use_bias": layer.use_bias,
-        "bn_momentum": layer.bn_momentum,
-        "bn_epsilon": layer.bn_epsilon,
-        "bn_synchronized": layer.bn_synchronized,
-        "kernel_initializer": kit.initializers.serialize(
-            layer.kernel_initializer
-        ),
-        "kernel_regularizer": kit.regularizers.serialize(
-            layer.kernel_regularizer
-        ),
-        "data_format": layer.data_format,
-        "branches": list(layer.branches),
-        "use_batch_norm": layer.use_batch_norm,
-        "implementation": layer.implementation,
-    }
-
-
-def gate_dtype(layer):
-    """The gate's dtype policy: the layer's, except that a float16 layer's
-    gate computes in float32.
-
-    float16 tops out at 65504: on inputs of a few thousand the 1x1 convs
-    of the gate overflow to inf, and the next conv turns inf - inf into
-    NaN. The gate is small next to the blend; computing it in float32 keeps
-    every output finite for finite inputs (the weights are float32 under
-    `mixed_float16` anyway). bfloat16 has float32's range and keeps its
-    policy. The layers cast the gate's output back to their compute dtype.
-
-    Example:
-
-    >>> from keras_aff.layers import gate
-    >>> gate.gate_dtype(keras_aff.layers.AFF(dtype="mixed_float16"))
-    'float32'
-    """
-    if layer.compute_dtype == "float16":
-        return "float32"
-    return layer.dtype_policy
-
-
-def build_gate(layer, name, shape, gate_cls, num_inputs=None):
-    """Creates and builds one gate of `layer` for a feature map of `shape`
-    (checked by `shapes.check_feature_shape`); with `num_inputs=N`,
-    the gate of an N-way fusion (N * C logits, see the module docstring).
-
-    Example:
-
-    >>> from keras_aff.layers import gate
-    >>> layer = keras_aff.layers.MSCAM(reduction_ratio=4)
-    >>> g = gate.build_gate(layer, "g", (None, 8, 8, 16), gate.MSCAMGate)
-    >>> g.branch1.conv1.filters, g.branch2.kind
-    (4, 'global')
-    >>> g3 = gate.build_gate(layer, "g3", (None, 8, 8, 16), gate.MSCAMGate, 3)
-    >>> g3.branch1.conv1.filters, g3.branch1.conv2.filters
-    (4, 48)
-    """
-    rank, channels = shapes.check_feature_shape(
-        layer.name, shape, layer.data_format, layer.reduction_ratio
-    )
-    config = gate_config(layer)
-    del config["reduction_ratio"]  # the gate takes `inter_channels`
-    del config["implementation"]  # the layer's choice, not the gate's
-    if num_inputs is not None:
-        config["num_inputs"] = num_inputs
-    gate = gate_cls(
-        channels=channels,
-        inter_channels=channels // layer.reduction_ratio,
-        rank=rank,
-        name=name,
-        dtype=gate_dtype(layer),
-        output_dtype=layer.compute_dtype,
-        **config,
-    )
-    layer.kit.build_child(gate, tuple(shape))
-    return gate
+    dtype = keras.backend.standardize_dtype(z.dtype)
+    if dtype in ("float16", "bfloat16"):
+        mean = ops.mean(ops.cast(z, "float32"), axes, keepdims=True)
+        return ops.cast(mean, dtype)
+    return ops.mean(z, axes, keepdims=True)
 
 
 def _fresh(getter, config):
@@ -244,18 +70,26 @@ def _fresh(getter, config):
     return getter(copy.deepcopy(config))
 
 
-class ContextBranchCore:
+class ContextBranch(keras.layers.Layer):
     """One MS-CAM branch: [global average ->] 1x1 conv (C -> c) -> BN ->
-    ReLU -> 1x1 conv (c -> C) -> BN. A "global" branch averages over the
-    spatial axes first, keeping them, so its output broadcasts back. With
+    ReLU -> 1x1 conv (c -> C) -> BN (built by its gate).
+
+    A "global" branch averages over the spatial axes first (in float32,
+    keeping the axes, so its output broadcasts back). With
     `use_batch_norm=False` the BNs are left out (`bn1` and `bn2` are None):
     the form of a gate whose BNs were folded into its convs
-    (`keras_aff.optimize.fold_batchnorm`).
+    (`keras_aff.optimize.fold_batchnorm`). The convs and BNs run
+    channels_last; with `channels_first` the branch transposes in and out
+    (a 1x1 conv has the same kernel in either layout).
 
-    The convs and BNs always run channels_last; with `channels_first` the
-    branch transposes in and out. TF's CPU kernels cannot run NCHW
-    convolutions, and a 1x1 conv has the same kernel in either layout, so
-    the weights do not depend on the data format.
+    Example:
+
+    >>> from keras_aff.layers import gate
+    >>> branch = gate.ContextBranch(
+    ...     "global", 16, 4, 4, True, 0.9, 1e-5, False, "glorot_uniform",
+    ...     None, "channels_last")
+    >>> tuple(branch(np.ones((2, 8, 8, 16), "float32")).shape)
+    (2, 1, 1, 16)
     """
 
     def __init__(
@@ -276,10 +110,8 @@ class ContextBranchCore:
     ):
         super().__init__(**kwargs)
         self.kind = kind
-        self.rank = rank
         self.data_format = data_format
-        layers = self.kit.layers
-        conv_cls = {3: layers.Conv1D, 4: layers.Conv2D, 5: layers.Conv3D}[rank]
+        conv_cls = shapes.conv_class(keras.layers, rank)
         conv = dict(
             kernel_size=1,
             use_bias=use_bias,
@@ -290,11 +122,13 @@ class ContextBranchCore:
             axis=-1,
             momentum=bn_momentum,
             epsilon=bn_epsilon,
-            synchronized=self.kit.synchronized_bn(bn_synchronized),
+            synchronized=synchronized_bn(bn_synchronized),
             dtype=self.dtype_policy,
         )
-        init = (self.kit.initializers.get, kernel_initializer)
-        reg = (self.kit.regularizers.get, kernel_regularizer)
+        init = (keras.initializers.get, kernel_initializer)
+        reg = (keras.regularizers.get, kernel_regularizer)
+        # Created in this order (conv1, bn1, conv2, bn2): the order of the
+        # variables, by which `.keras` files store optimizer slots.
         self.conv1 = conv_cls(
             inter_channels,
             name="conv1",
@@ -302,11 +136,9 @@ class ContextBranchCore:
             kernel_regularizer=_fresh(*reg),
             **conv,
         )
-        # Created in this order (conv1, bn1, conv2, bn2): it is the order of
-        # the variables, which `.keras` files store optimizer slots by.
         self.bn1 = self.bn2 = None
         if use_batch_norm:
-            self.bn1 = layers.BatchNormalization(name="bn1", **bn)
+            self.bn1 = keras.layers.BatchNormalization(name="bn1", **bn)
         self.conv2 = conv_cls(
             channels,
             name="conv2",
@@ -315,30 +147,25 @@ class ContextBranchCore:
             **conv,
         )
         if use_batch_norm:
-            self.bn2 = layers.BatchNormalization(name="bn2", **bn)
-        if data_format == "channels_last":
-            self.spatial_axes = tuple(range(1, rank - 1))
-            self.to_last = self.to_first = None
-        else:
-            self.spatial_axes = tuple(range(2, rank))
-            self.to_last = (0, *range(2, rank), 1)
-            self.to_first = (0, rank - 1, *range(1, rank - 1))
+            self.bn2 = keras.layers.BatchNormalization(name="bn2", **bn)
+        self.spatial_axes = shapes.spatial_axes(rank, data_format)
+        self.to_last, self.to_first = shapes.channel_permutations(
+            rank, data_format
+        )
 
     def build(self, input_shape):
         shape = self._pooled(input_shape)
         if self.to_last is not None:
             shape = tuple(shape[i] for i in self.to_last)
         for layer in (self.conv1, self.bn1, self.conv2, self.bn2):
-            if layer is None:  # use_batch_norm=False
-                continue
-            self.kit.build_child(layer, shape)
-            shape = tuple(layer.compute_output_shape(shape))
+            if layer is not None:  # None: use_batch_norm=False
+                layer.build(shape)
+                shape = tuple(layer.compute_output_shape(shape))
 
     def call(self, inputs, training=None):
-        ops = self.kit.ops
         z = inputs
         if self.kind == "global":
-            z = ops.mean(z, self.spatial_axes)
+            z = global_mean(z, self.spatial_axes)
         if self.to_last is not None:
             z = ops.transpose(z, self.to_last)
         z = self.conv1(z)
@@ -364,68 +191,16 @@ class ContextBranchCore:
         return tuple(shape)
 
 
-class MSCAMGateCore:
-    """`M(z) = sigmoid(B1(z) + B2(z))`, the branches named in `branches`
-    (by default the local and the global branch), returned in
-    `output_dtype` (the owning layer's compute dtype; see `gate_dtype`).
+class MSCAMGate(keras.layers.Layer):
+    """The MS-CAM gate `sigmoid(B1(z) + B2(z))`, the branches named in
+    `branches` (by default the local and the global branch), in the
+    layer's compute dtype.
 
-    With `num_inputs=N` the branches produce `N * channels` channels and
-    the gate returns the logits `B1(z) + B2(z)` (see the module docstring).
-    """
-
-    def __init__(self, branches, output_dtype=None, num_inputs=None, **kwargs):
-        base = {k: kwargs.pop(k) for k in ("name", "dtype") if k in kwargs}
-        super().__init__(**base)
-        self.output_dtype = output_dtype or self.compute_dtype
-        self.num_inputs = num_inputs
-        if num_inputs is not None:
-            kwargs["channels"] = kwargs["channels"] * num_inputs
-        names = branches
-        if branches[0] == branches[1]:  # ablations: unique, stable names
-            names = (f"{branches[0]}1", f"{branches[1]}2")
-        self.branch1 = self.branch_cls(
-            kind=branches[0], name=names[0], dtype=self.dtype_policy, **kwargs
-        )
-        self.branch2 = self.branch_cls(
-            kind=branches[1], name=names[1], dtype=self.dtype_policy, **kwargs
-        )
-
-    def build(self, input_shape):
-        self.kit.build_child(self.branch1, input_shape)
-        self.kit.build_child(self.branch2, input_shape)
-
-    def call(self, inputs, training=None):
-        a = self.branch1(inputs, training=training)
-        b = self.branch2(inputs, training=training)
-        if self.num_inputs is not None:
-            return self.kit.ops.cast(a + b, self.output_dtype)
-        return self.kit.ops.cast(self.kit.ops.sigmoid(a + b), self.output_dtype)
-
-    def compute_output_shape(self, input_shape):
-        # The sum broadcasts a global branch's (B, 1, 1, C) back.
-        a = self.branch1.compute_output_shape(input_shape)
-        b = self.branch2.compute_output_shape(input_shape)
-        return tuple(p if q == 1 else q for p, q in zip(a, b))
-
-
-class ContextBranch(ContextBranchCore, keras.layers.Layer):
-    """A local or global MS-CAM branch (Keras 3; built by its gate).
-
-    Example:
-
-    >>> from keras_aff.layers import gate
-    >>> branch = gate.ContextBranch(
-    ...     "global", 16, 4, 4, True, 0.9, 1e-5, False, "glorot_uniform",
-    ...     None, "channels_last")
-    >>> tuple(branch(np.ones((2, 8, 8, 16), "float32")).shape)
-    (2, 1, 1, 16)
-    """
-
-    kit = kit_module.KERAS3
-
-
-class MSCAMGate(MSCAMGateCore, keras.layers.Layer):
-    """The MS-CAM gate (Keras 3; built by MSCAM, AFF and IAFF).
+    It is told its sizes: `channels` (C, per input), `inter_channels` (c)
+    and, for an N-way fusion, `num_inputs=N` (its branches then produce
+    `N * C` channels and it returns the logits `B1(z) + B2(z)`, see the
+    module docstring). Owners read those three attributes, never the
+    branches'.
 
     Example:
 
@@ -440,5 +215,109 @@ class MSCAMGate(MSCAMGateCore, keras.layers.Layer):
     True
     """
 
-    kit = kit_module.KERAS3
-    branch_cls = ContextBranch
+    def __init__(
+        self,
+        branches,
+        channels,
+        inter_channels,
+        rank,
+        use_bias,
+        bn_momentum,
+        bn_epsilon,
+        bn_synchronized,
+        kernel_initializer,
+        kernel_regularizer,
+        data_format,
+        use_batch_norm=True,
+        num_inputs=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.inter_channels = inter_channels
+        self.num_inputs = num_inputs
+        names = branches
+        if branches[0] == branches[1]:  # ablations: unique, stable names
+            names = (f"{branches[0]}1", f"{branches[1]}2")
+        attributes = ("branch1", "branch2")
+        for attribute, kind, name in zip(attributes, branches, names):
+            branch = ContextBranch(
+                kind,
+                channels * (num_inputs or 1),
+                inter_channels,
+                rank,
+                use_bias,
+                bn_momentum,
+                bn_epsilon,
+                bn_synchronized,
+                kernel_initializer,
+                kernel_regularizer,
+                data_format,
+                use_batch_norm,
+                name=name,
+                dtype=self.dtype_policy,
+            )
+            setattr(self, attribute, branch)
+
+    def build(self, input_shape):
+        self.branch1.build(input_shape)
+        self.branch2.build(input_shape)
+
+    def call(self, inputs, training=None):
+        logits = self.branch1(inputs, training=training) + self.branch2(
+            inputs, training=training
+        )
+        if self.num_inputs is not None:
+            return logits
+        return ops.sigmoid(logits)
+
+    def compute_output_shape(self, input_shape):
+        # The sum broadcasts a global branch's (B, 1, 1, C) back.
+        a = self.branch1.compute_output_shape(input_shape)
+        b = self.branch2.compute_output_shape(input_shape)
+        return tuple(p if q == 1 else q for p, q in zip(a, b))
+
+
+def build_gate(layer, name, shape, num_inputs=None):
+    """The gate `name` of fusion layer `layer`, built for a feature map of
+    `shape` (checked by `shapes.check_feature_shape`) from the gate
+    arguments `layer` stores; with `num_inputs=N`, the gate of an N-way
+    fusion.
+
+    Example:
+
+    >>> from keras_aff.layers import gate
+    >>> layer = keras_aff.layers.MSCAM(reduction_ratio=4)
+    >>> g = gate.build_gate(layer, "g", (None, 8, 8, 16))
+    >>> g.channels, g.inter_channels, g.branch2.kind
+    (16, 4, 'global')
+    >>> g3 = gate.build_gate(layer, "g3", (None, 8, 8, 16), num_inputs=3)
+    >>> g3.branch1.conv2.filters
+    48
+    """
+    rank, channels = shapes.check_feature_shape(
+        layer.name, shape, layer.data_format, layer.reduction_ratio
+    )
+    gate = MSCAMGate(
+        branches=layer.branches,
+        channels=channels,
+        inter_channels=channels // layer.reduction_ratio,
+        rank=rank,
+        use_bias=layer.use_bias,
+        bn_momentum=layer.bn_momentum,
+        bn_epsilon=layer.bn_epsilon,
+        bn_synchronized=layer.bn_synchronized,
+        kernel_initializer=keras.initializers.serialize(
+            layer.kernel_initializer
+        ),
+        kernel_regularizer=keras.regularizers.serialize(
+            layer.kernel_regularizer
+        ),
+        data_format=layer.data_format,
+        use_batch_norm=layer.use_batch_norm,
+        num_inputs=num_inputs,
+        name=name,
+        dtype=layer.dtype_policy,
+    )
+    gate.build(tuple(shape))
+    return gate

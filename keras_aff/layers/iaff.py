@@ -5,63 +5,16 @@ Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 import keras
 
+from keras_aff import _validation
 from keras_aff.layers import align
+from keras_aff.layers import arguments
 from keras_aff.layers import dispatch
 from keras_aff.layers import gate
-from keras_aff.layers.aff import AFFCore
-from keras_aff.layers.kit import KERAS3
-
-
-class IAFFCore(AFFCore):
-    """IAFF's behaviour: AFF's arguments and config, two gates."""
-
-    def build(self, input_shape):
-        shape = align.build_pair(self, input_shape)
-        self.attention1 = gate.build_gate(
-            self, "attention1", shape, self.gate_cls
-        )
-        self.attention2 = gate.build_gate(
-            self, "attention2", shape, self.gate_cls
-        )
-        self.channels = self.attention1.branch1.conv2.filters
-        self.inter_channels = self.attention1.branch1.conv1.filters
-
-    def fusion_weights(self, inputs, training=False):
-        """The weights `(w1, w2)` of the first input: `w1 = M1(x + y)` and
-        `w2 = M2(xi)` with `xi = y + w1 * (x - y)`.
-
-        Example:
-
-        >>> layer = keras_aff.layers.IAFF(reduction_ratio=4)
-        >>> rng = np.random.default_rng(0)
-        >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
-        >>> w1, w2 = layer.fusion_weights([x, y])
-        >>> w2 = keras.ops.convert_to_numpy(w2)
-        >>> out = keras.ops.convert_to_numpy(layer([x, y]))
-        >>> np.allclose(out, y + w2 * (x - y), atol=1e-6)
-        True
-        """
-        return super().fusion_weights(inputs, training=training)
-
-    def _gate_weights(self, x, y, training):
-        w1 = self.attention1(x + y, training=training)
-        xi = y + w1 * (x - y)
-        # The second gate has its OWN local and global branches (the
-        # official PyTorch port reuses the first global branch here).
-        w2 = self.attention2(xi, training=training)
-        return w1, w2
-
-    def call(self, inputs, training=None):
-        x, y = align.aligned_pair(self, inputs, training)
-        fused = dispatch.fused_kernels(self, x)
-        if fused is not None:
-            return fused.iaff(self, x, y, training)
-        _, w2 = self._gate_weights(x, y, training)
-        return self.blend(x, y, w2)
+from keras_aff.layers import shapes
 
 
 @keras.saving.register_keras_serializable(package="keras_aff")
-class IAFF(IAFFCore, keras.layers.Layer):
+class IAFF(keras.layers.Layer):
     """Iterative attentional feature fusion of two same-shape feature maps.
 
     Two MS-CAM gates `M1` and `M2`, each with its OWN local and global
@@ -85,43 +38,14 @@ class IAFF(IAFFCore, keras.layers.Layer):
     not scale the iAFF output (`output_scale=1.0`, the default), unlike AFF.
 
     Args:
-        reduction_ratio: int, default 4. `c = channels // reduction_ratio`
-            hidden channels in each branch.
-        output_scale: float, default 1.0. Multiplies the fused output.
-        use_bias: bool, default True. Bias on the 1x1 convs.
-        bn_momentum: float, default 0.9. BatchNormalization momentum.
-        bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
-        bn_synchronized: bool, default False. Passed to every
-            BatchNormalization as `synchronized`.
-        kernel_initializer: initializer for the 1x1 conv kernels, default
-            "glorot_uniform".
-        kernel_regularizer: optional regularizer for the 1x1 conv kernels.
-        data_format: "channels_last", "channels_first" or None (default:
-            `keras.config.image_data_format()`).
-        branches: tuple of two branch names for both gates, default
-            ("local", "global"); ("global", "global") and ("local", "local")
-            are the paper's Table 3 ablation.
-        align_inputs: bool, default False. If True, `x` and `y` may differ
-            in channels and spatial size (same rank): `y` is projected to
-            `x`'s channels by a 1x1 conv + BatchNormalization (the sublayer
-            `projection`, created only when the channels differ) and
-            resized to `x`'s size (see `keras_aff.layers.Align`). With
-            equal shapes nothing is added and the output is that of
-            `align_inputs=False`.
-        resize_interpolation: "bilinear" (default) or "nearest", the resize
-            of `y` when `align_inputs=True`.
-        use_batch_norm: bool, default True. False leaves the gates'
-            BatchNormalizations out (1x1 conv -> ReLU -> 1x1 conv per
-            branch): the form in which `keras_aff.optimize.fold_batchnorm`
-            returns a trained layer, its BNs folded into the convs (with
-            `use_bias=True`).
-        implementation: "auto" (default), "xla" or "fused". "xla" computes
-            with `keras.ops`; "fused" with the fused Pallas kernel of
-            `keras_aff.kernels` (JAX backend, channels_last, the default
-            branches; off GPUs in Pallas interpret mode: exact but slow);
-            "auto" uses the kernel on JAX with a GPU when the shapes allow
-            and `keras.ops` everywhere else. Same weights and outputs.
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `AFF`, with the same defaults and meaning:
+        reduction_ratio=4, output_scale=1.0, use_bias=True,
+        bn_momentum=0.9, bn_epsilon=1e-5, bn_synchronized=False,
+        kernel_initializer="glorot_uniform", kernel_regularizer=None,
+        data_format=None, branches=("local", "global") (for both gates),
+        align_inputs=False, resize_interpolation="bilinear",
+        use_batch_norm=True, implementation="auto" (see `AFF`), plus the
+        base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4
@@ -146,5 +70,112 @@ class IAFF(IAFFCore, keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    kit = KERAS3
-    gate_cls = gate.MSCAMGate
+    def __init__(
+        self,
+        reduction_ratio=4,
+        output_scale=1.0,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=arguments.DEFAULT_BRANCHES,
+        align_inputs=False,
+        resize_interpolation="bilinear",
+        use_batch_norm=True,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check = _validation
+        self.reduction_ratio = arguments.check_ratio(reduction_ratio)
+        self.use_bias = check.check_bool("use_bias", use_bias)
+        self.bn_momentum = arguments.check_momentum(bn_momentum)
+        self.bn_epsilon = arguments.check_epsilon(bn_epsilon)
+        self.bn_synchronized = check.check_bool(
+            "bn_synchronized", bn_synchronized
+        )
+        self.kernel_initializer = check.check_keras_object(
+            "kernel_initializer", kernel_initializer, keras.initializers.get
+        )
+        self.kernel_regularizer = check.check_keras_object(
+            "kernel_regularizer", kernel_regularizer, keras.regularizers.get
+        )
+        self.data_format = check.check_data_format(data_format)
+        self.branches = arguments.check_branches(branches)
+        self.use_batch_norm = check.check_bool("use_batch_norm", use_batch_norm)
+        self.implementation = dispatch.check_implementation(
+            implementation, self.data_format, self.branches
+        )
+        self.output_scale = arguments.check_output_scale(output_scale)
+        self.align_inputs = check.check_bool("align_inputs", align_inputs)
+        self.resize_interpolation = arguments.check_interpolation(
+            "resize_interpolation", resize_interpolation
+        )
+
+    def build(self, input_shape):
+        # With align_inputs, `projection` (y to x's channels) comes first.
+        shape = align.build_pair(self, input_shape)
+        self.attention1 = gate.build_gate(self, "attention1", shape)
+        self.attention2 = gate.build_gate(self, "attention2", shape)
+        self.channels = self.attention1.channels
+        self.inter_channels = self.attention1.inter_channels
+
+    def call(self, inputs, training=None):
+        x, y = align.aligned_pair(self, inputs, training)
+        fused = dispatch.fused_kernels(self)
+        if fused is not None:
+            return fused.iaff(self, x, y, training)
+        _, w2 = self._weights(x, y, training)
+        out = y + w2 * (x - y)
+        if self.output_scale != 1.0:
+            out = out * self.output_scale
+        return out
+
+    def _weights(self, x, y, training):
+        w1 = self.attention1(x + y, training=training)
+        xi = y + w1 * (x - y)
+        # The second gate has its OWN local and global branches (the
+        # official PyTorch port reuses the first global branch here).
+        w2 = self.attention2(xi, training=training)
+        return w1, w2
+
+    def fusion_weights(self, inputs, training=False):
+        """The weights `(w1, w2)` of the first input: `w1 = M1(x + y)` and
+        `w2 = M2(xi)` with `xi = y + w1 * (x - y)`.
+
+        Example:
+
+        >>> layer = keras_aff.layers.IAFF(reduction_ratio=4)
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(2, 2, 8, 8, 16)).astype("float32")
+        >>> w1, w2 = layer.fusion_weights([x, y])
+        >>> w2 = keras.ops.convert_to_numpy(w2)
+        >>> out = keras.ops.convert_to_numpy(layer([x, y]))
+        >>> np.allclose(out, y + w2 * (x - y), atol=1e-6)
+        True
+        """
+        x, y = align.aligned_pair(self, inputs, training)
+        return self._weights(x, y, training)
+
+    def compute_output_shape(self, input_shape):
+        if self.align_inputs:
+            return align.aligned_shape(self.name, input_shape)
+        return shapes.check_pair_shapes(self.name, input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            arguments.gate_config(self, keras.initializers, keras.regularizers)
+        )
+        config["implementation"] = self.implementation
+        config["output_scale"] = self.output_scale
+        config["align_inputs"] = self.align_inputs
+        config["resize_interpolation"] = self.resize_interpolation
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(arguments.check_config(cls, config))

@@ -3,75 +3,20 @@
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
-import keras
+import warnings
 
+import keras
+from keras import ops
+
+from keras_aff import _validation
+from keras_aff.layers import arguments
 from keras_aff.layers import dispatch
 from keras_aff.layers import gate
-from keras_aff.layers import kit
 from keras_aff.layers import shapes
-from keras_aff.layers.kit import KERAS3
-
-
-class MSCAMCore:
-    """MSCAM's behaviour, for any Keras flavour (`kit`, `gate_cls`)."""
-
-    def __init__(
-        self,
-        reduction_ratio=4,
-        use_bias=True,
-        bn_momentum=0.9,
-        bn_epsilon=1e-5,
-        bn_synchronized=False,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
-        data_format=None,
-        branches=gate.DEFAULT_BRANCHES,
-        use_batch_norm=True,
-        implementation="auto",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        gate.store_gate_arguments(self, locals())
-
-    def build(self, input_shape):
-        shape = shapes.check_single_shape(self.name, input_shape)
-        self.attention = gate.build_gate(
-            self, "attention", shape, self.gate_cls
-        )
-        self.channels = self.attention.branch1.conv2.filters
-        self.inter_channels = self.attention.branch1.conv1.filters
-
-    def fusion_weights(self, inputs, training=False):
-        """The gate `M(x)`, in [0, 1], shaped like `inputs`.
-
-        Example:
-
-        >>> layer = keras_aff.layers.MSCAM(reduction_ratio=4)
-        >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 16))
-        >>> w = layer.fusion_weights(x.astype("float32"))
-        >>> bool(keras.ops.all((w >= 0) & (w <= 1)))
-        True
-        """
-        kit.ensure_built(self, inputs)
-        return self.attention(inputs, training=training)
-
-    def call(self, inputs, training=None):
-        fused = dispatch.fused_kernels(self, inputs)
-        if fused is not None:
-            return fused.mscam(self, inputs, training)
-        return inputs * self.attention(inputs, training=training)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(gate.gate_config(self))
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_aff")
-class MSCAM(MSCAMCore, keras.layers.Layer):
+class MSCAM(keras.layers.Layer):
     """Multi-scale channel attention: `x * M(x)`.
 
     `M(x) = sigmoid(L(x) + G(x))` with
@@ -104,12 +49,12 @@ class MSCAM(MSCAMCore, keras.layers.Layer):
             branch): the form in which `keras_aff.optimize.fold_batchnorm`
             returns a trained layer, its BNs folded into the convs (with
             `use_bias=True`).
-        implementation: "auto" (default), "xla" or "fused". "xla" computes
-            with `keras.ops`; "fused" with the fused Pallas kernel of
-            `keras_aff.kernels` (JAX backend, channels_last, the default
-            branches; off GPUs in Pallas interpret mode: exact but slow);
-            "auto" uses the kernel on JAX with a GPU when the shapes allow
-            and `keras.ops` everywhere else. Same weights and outputs.
+        implementation: "auto" (default), "xla" or "fused" (see
+            `keras_aff.layers.dispatch`). "auto" and "xla" compute with
+            `keras.ops` on every backend; "fused" (opt-in) runs the fused
+            Pallas kernel of `keras_aff.kernels` (JAX backend,
+            channels_last, the default branches; off GPUs in Pallas
+            interpret mode: exact but slow). Same weights and outputs.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -132,5 +77,104 @@ class MSCAM(MSCAMCore, keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    kit = KERAS3
-    gate_cls = gate.MSCAMGate
+    def __init__(
+        self,
+        reduction_ratio=4,
+        use_bias=True,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        bn_synchronized=False,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
+        data_format=None,
+        branches=arguments.DEFAULT_BRANCHES,
+        use_batch_norm=True,
+        implementation="auto",
+        **kwargs,
+    ):
+        if "output_scale" in kwargs:
+            _deprecated_output_scale(kwargs.pop("output_scale"))
+        super().__init__(**kwargs)
+        check = _validation
+        self.reduction_ratio = arguments.check_ratio(reduction_ratio)
+        self.use_bias = check.check_bool("use_bias", use_bias)
+        self.bn_momentum = arguments.check_momentum(bn_momentum)
+        self.bn_epsilon = arguments.check_epsilon(bn_epsilon)
+        self.bn_synchronized = check.check_bool(
+            "bn_synchronized", bn_synchronized
+        )
+        self.kernel_initializer = check.check_keras_object(
+            "kernel_initializer", kernel_initializer, keras.initializers.get
+        )
+        self.kernel_regularizer = check.check_keras_object(
+            "kernel_regularizer", kernel_regularizer, keras.regularizers.get
+        )
+        self.data_format = check.check_data_format(data_format)
+        self.branches = arguments.check_branches(branches)
+        self.use_batch_norm = check.check_bool("use_batch_norm", use_batch_norm)
+        self.implementation = dispatch.check_implementation(
+            implementation, self.data_format, self.branches
+        )
+
+    def build(self, input_shape):
+        shape = shapes.check_single_shape(self.name, input_shape)
+        self.attention = gate.build_gate(self, "attention", shape)
+        self.channels = self.attention.channels
+        self.inter_channels = self.attention.inter_channels
+
+    def call(self, inputs, training=None):
+        shapes.check_float_dtypes(self.name, [inputs.dtype])
+        fused = dispatch.fused_kernels(self)
+        if fused is not None:
+            return fused.mscam(self, inputs, training)
+        return inputs * self.attention(inputs, training=training)
+
+    def fusion_weights(self, inputs, training=False):
+        """The gate `M(x)`, in [0, 1], shaped like `inputs`.
+
+        Example:
+
+        >>> layer = keras_aff.layers.MSCAM(reduction_ratio=4)
+        >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 16))
+        >>> w = layer.fusion_weights(x.astype("float32"))
+        >>> bool(keras.ops.all((w >= 0) & (w <= 1)))
+        True
+        """
+        x = ops.convert_to_tensor(inputs, self.compute_dtype)
+        if not self.built:
+            self.build(tuple(x.shape))
+        return self.attention(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            arguments.gate_config(self, keras.initializers, keras.regularizers)
+        )
+        config["implementation"] = self.implementation
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(arguments.check_config(cls, config))
+
+
+def _deprecated_output_scale(value):
+    """0.1.0 accepted `MSCAM(output_scale=1.0)` (MSCAM has no scale) and
+    rejected any other value."""
+    if value != 1.0:
+        raise ValueError(
+            "Expected no `output_scale`: MSCAM has no `output_scale` "
+            "(`x * M(x)`; AFF, IAFF and MultiAFF take one). "
+            + _validation.received("output_scale", value)
+        )
+    warnings.warn(
+        "`MSCAM(output_scale=...)` is deprecated since keras_aff 0.2.0 and "
+        "will be removed in 0.4.0: MSCAM has no output scale (`x * M(x)`); "
+        "drop the argument (AFF, IAFF and MultiAFF take `output_scale`). "
+        f"Received: output_scale={value!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )

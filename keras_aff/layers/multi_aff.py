@@ -7,18 +7,18 @@ import keras
 from keras import ops
 
 from keras_aff import _validation
+from keras_aff.layers import arguments
 from keras_aff.layers import gate
-from keras_aff.layers import kit
 from keras_aff.layers import shapes
-from keras_aff.layers.kit import KERAS3
 
 
 def softmax_over_inputs(logits, num_inputs, data_format):
     """The `num_inputs` weights of a `MultiAFF` gate's logits: the logits
     split along the channel axis (input-major), a softmax across them per
-    channel and position. Computed in float32 for half-precision logits,
-    on a (positions * channels, num_inputs) matrix (TensorFlow's softmax
-    takes at most 5 dimensions; LiteRT's int8 SOFTMAX wants the last axis).
+    channel and position. Computed in float32 for half-precision logits
+    (cast back to their dtype), on a (positions * channels, num_inputs)
+    matrix (TensorFlow's softmax takes at most 5 dimensions; LiteRT's int8
+    SOFTMAX wants the last axis).
 
     Example:
 
@@ -55,30 +55,16 @@ class MultiAFF(keras.layers.Layer):
     fixed when the layer is built.
 
     Args:
-        reduction_ratio: int, default 4. `c = channels // reduction_ratio`
-            hidden channels in each branch.
-        output_scale: float, default 1.0. Multiplies the fused output
-            (`output_scale=N` makes a gate of uniform weights an `N`-way
-            sum).
-        use_bias: bool, default True. Bias on the 1x1 convs.
-        bn_momentum: float, default 0.9. BatchNormalization momentum.
-        bn_epsilon: float, default 1e-5. BatchNormalization epsilon.
-        bn_synchronized: bool, default False. Passed to every
-            BatchNormalization as `synchronized`.
-        kernel_initializer: initializer for the 1x1 conv kernels, default
-            "glorot_uniform".
-        kernel_regularizer: optional regularizer for the 1x1 conv kernels.
-        data_format: "channels_last", "channels_first" or None (default:
-            `keras.config.image_data_format()`).
-        branches: tuple of two branch names, default ("local", "global");
-            ("global", "global") and ("local", "local") as in `AFF`.
-        use_batch_norm: bool, default True. False leaves the gate's
-            BatchNormalizations out (the form `keras_aff.optimize.
-            fold_batchnorm` returns, see `AFF`).
-        implementation: "auto" (default) or "xla": both compute with
-            `keras.ops` (there is no fused kernel for N inputs; "fused" is
-            an error).
-        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+        The arguments of `AFF` except `align_inputs` and
+        `resize_interpolation`, with the same defaults and meaning:
+        reduction_ratio=4, output_scale=1.0 (`output_scale=N` makes a gate
+        of uniform weights an N-way sum), use_bias=True, bn_momentum=0.9,
+        bn_epsilon=1e-5, bn_synchronized=False,
+        kernel_initializer="glorot_uniform", kernel_regularizer=None,
+        data_format=None, branches=("local", "global"),
+        use_batch_norm=True, implementation="auto" or "xla" (both compute
+        with `keras.ops`; there is no fused kernel for N inputs), plus the
+        base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x_1, ..., x_N]` of N >= 2 tensors of the same
@@ -103,9 +89,6 @@ class MultiAFF(keras.layers.Layer):
         https://arxiv.org/abs/2009.14082
     """
 
-    kit = KERAS3
-    gate_cls = gate.MSCAMGate
-
     def __init__(
         self,
         reduction_ratio=4,
@@ -117,32 +100,59 @@ class MultiAFF(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         kernel_regularizer=None,
         data_format=None,
-        branches=gate.DEFAULT_BRANCHES,
+        branches=arguments.DEFAULT_BRANCHES,
         use_batch_norm=True,
         implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if implementation == "fused":
-            raise ValueError(
-                "Expected `implementation` to be 'auto' or 'xla': MultiAFF "
-                "has no fused kernel (MSCAM, AFF and IAFF do). "
-                + _validation.received("implementation", implementation)
-            )
-        gate.store_gate_arguments(self, locals())
-        self.output_scale = _validation.check_number(
-            "output_scale", output_scale, low=0.0, low_open=True
+        check = _validation
+        self.reduction_ratio = arguments.check_ratio(reduction_ratio)
+        self.use_bias = check.check_bool("use_bias", use_bias)
+        self.bn_momentum = arguments.check_momentum(bn_momentum)
+        self.bn_epsilon = arguments.check_epsilon(bn_epsilon)
+        self.bn_synchronized = check.check_bool(
+            "bn_synchronized", bn_synchronized
         )
+        self.kernel_initializer = check.check_keras_object(
+            "kernel_initializer", kernel_initializer, keras.initializers.get
+        )
+        self.kernel_regularizer = check.check_keras_object(
+            "kernel_regularizer", kernel_regularizer, keras.regularizers.get
+        )
+        self.data_format = check.check_data_format(data_format)
+        self.branches = arguments.check_branches(branches)
+        self.use_batch_norm = check.check_bool("use_batch_norm", use_batch_norm)
+        self.implementation = check.check_choice(
+            "implementation", implementation, ("auto", "xla")
+        )
+        self.output_scale = arguments.check_output_scale(output_scale)
 
     def build(self, input_shape):
         shape = shapes.check_same_shapes(self.name, input_shape)
         self.num_inputs = len(input_shape)
         self.attention = gate.build_gate(
-            self, "attention", shape, self.gate_cls, self.num_inputs
+            self, "attention", shape, num_inputs=self.num_inputs
         )
-        filters = self.attention.branch1.conv2.filters
-        self.channels = filters // self.num_inputs
-        self.inter_channels = self.attention.branch1.conv1.filters
+        self.channels = self.attention.channels
+        self.inter_channels = self.attention.inter_channels
+
+    def call(self, inputs, training=None):
+        xs = self._checked(inputs)
+        weights = self._weights(xs, training)
+        out = weights[0] * xs[0]
+        for w, x in zip(weights[1:], xs[1:]):
+            out = out + w * x
+        if self.output_scale != 1.0:
+            out = out * self.output_scale
+        return out
+
+    def _weights(self, xs, training):
+        s = xs[0]
+        for x in xs[1:]:
+            s = s + x
+        logits = self.attention(s, training=training)
+        return softmax_over_inputs(logits, len(xs), self.data_format)
 
     def fusion_weights(self, inputs, training=False):
         """The weights `[w_1, ..., w_N]` of the inputs, each shaped like
@@ -159,9 +169,10 @@ class MultiAFF(keras.layers.Layer):
         >>> np.allclose(keras.ops.convert_to_numpy(layer(xs)), out, atol=1e-6)
         True
         """
-        xs = self._checked(inputs)
-        kit.ensure_built(self, xs)
-        return self._weights(kit.as_tensors(self, xs), training)
+        xs = [ops.convert_to_tensor(x) for x in self._checked(inputs)]
+        if not self.built:
+            self.build([tuple(x.shape) for x in xs])
+        return self._weights(xs, training)
 
     def _checked(self, inputs):
         xs = list(
@@ -176,28 +187,18 @@ class MultiAFF(keras.layers.Layer):
             )
         return xs
 
-    def _weights(self, xs, training):
-        s = xs[0]
-        for x in xs[1:]:
-            s = s + x
-        logits = self.attention(s, training=training)
-        return softmax_over_inputs(logits, len(xs), self.data_format)
-
-    def call(self, inputs, training=None):
-        xs = self._checked(inputs)
-        weights = self._weights(xs, training)
-        out = weights[0] * xs[0]
-        for w, x in zip(weights[1:], xs[1:]):
-            out = out + w * x
-        if self.output_scale != 1.0:
-            out = out * self.output_scale
-        return out
-
     def compute_output_shape(self, input_shape):
         return shapes.check_same_shapes(self.name, input_shape)
 
     def get_config(self):
         config = super().get_config()
-        config.update(gate.gate_config(self))
+        config.update(
+            arguments.gate_config(self, keras.initializers, keras.regularizers)
+        )
+        config["implementation"] = self.implementation
         config["output_scale"] = self.output_scale
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(arguments.check_config(cls, config))

@@ -3,23 +3,24 @@
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 
 `build` and `call` of every fusion layer check their inputs here (argument
-checks are `keras_aff._validation`'s). A message names the layer and what
-it received.
+checks are `keras_aff._validation`'s and `keras_aff.layers.arguments`').
+A message names the layer and what it received. Pure functions of tuples
+(a tf_keras twin converts its `TensorShape`s first), shared by both
+flavours, with the layout rules: spatial axes, NCHW permutations, the conv
+class of a rank.
 """
 
 import numbers
 
 
 def is_shape(shape):
-    """True for one shape (a TensorShape, or a tuple/list of ints / None).
+    """True for one shape (a tuple/list of ints / None).
 
     Example:
 
     >>> is_shape((None, 8, 8, 16)), is_shape([(2, 3), (2, 3)])
     (True, False)
     """
-    if hasattr(shape, "as_list"):  # tf.TensorShape (tf_keras)
-        return True
     return isinstance(shape, (list, tuple)) and all(
         d is None or isinstance(d, numbers.Integral) for d in shape
     )
@@ -34,10 +35,6 @@ def shape_tuple(shape):
     >>> shape_tuple([None, 4.0, 3])
     (None, None, 3)
     """
-    if hasattr(shape, "as_list"):  # tf.TensorShape
-        if shape.rank is None:
-            return None
-        shape = shape.as_list()
     if shape is None:
         return None
     return tuple(d if _is_int(d) else None for d in shape)
@@ -71,6 +68,12 @@ def check_feature_shape(layer_name, shape, data_format, reduction_ratio):
         raise ValueError(
             f"Layer '{layer_name}' needs a known channel dimension (axis "
             f"{axis} for data_format='{data_format}'). "
+            f"Received: input_shape={shape}"
+        )
+    if channels < 1:
+        raise ValueError(
+            f"Layer '{layer_name}' needs at least one channel (axis {axis} "
+            f"for data_format='{data_format}'). "
             f"Received: input_shape={shape}"
         )
     if channels // reduction_ratio < 1:
@@ -203,8 +206,83 @@ def check_input_shapes(layer_name, inputs, check):
     3
     """
     tensors = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    check_float_dtypes(layer_name, [t.dtype for t in tensors])
     check(layer_name, [shape_tuple(t.shape) for t in tensors])
     return inputs
+
+
+def dtype_name(dtype):
+    """A dtype's name ("float32"), from a string, a NumPy, TensorFlow or
+    JAX dtype (`.name`) or a torch dtype ("torch.float32").
+
+    Example:
+
+    >>> dtype_name(np.dtype("int64")), dtype_name("bool")
+    ('int64', 'bool')
+    """
+    name = getattr(dtype, "name", None) or str(dtype)
+    return name.replace("torch.", "")
+
+
+def check_float_dtypes(layer_name, dtypes):
+    """Inputs must be floating point: the gate's convs and the blend are
+    float math (an integer or boolean input would fail deep inside a
+    conv).
+
+    Example:
+
+    >>> check_float_dtypes("aff", ["float32", "int32"])
+    Traceback (most recent call last):
+    ...
+    TypeError: Layer 'aff' expects floating-point inputs ...
+    """
+    names = [dtype_name(d) for d in dtypes]
+    bad = [n for n in names if "float" not in n]
+    if bad:
+        raise TypeError(
+            f"Layer '{layer_name}' expects floating-point inputs (cast "
+            "integer or boolean tensors first, e.g. with keras.ops.cast). "
+            f"Received: inputs with dtype {', '.join(names)}"
+        )
+
+
+def spatial_axes(rank, data_format):
+    """The spatial axes of a feature map of rank `rank`.
+
+    Example:
+
+    >>> spatial_axes(4, "channels_last"), spatial_axes(5, "channels_first")
+    ((1, 2), (2, 3, 4))
+    """
+    if data_format == "channels_last":
+        return tuple(range(1, rank - 1))
+    return tuple(range(2, rank))
+
+
+def channel_permutations(rank, data_format):
+    """`(to_last, to_first)`: the axes of the transposes to channels_last
+    and back for `channels_first` maps; `(None, None)` otherwise.
+
+    Example:
+
+    >>> channel_permutations(4, "channels_first")
+    ((0, 2, 3, 1), (0, 3, 1, 2))
+    """
+    if data_format == "channels_last":
+        return None, None
+    return (0, *range(2, rank), 1), (0, rank - 1, *range(1, rank - 1))
+
+
+def conv_class(layers, rank):
+    """The conv class of `layers` (`keras.layers`, `tf_keras.layers`)
+    for a feature map of rank 3, 4 or 5.
+
+    Example:
+
+    >>> conv_class(keras.layers, 4).__name__
+    'Conv2D'
+    """
+    return {3: layers.Conv1D, 4: layers.Conv2D, 5: layers.Conv3D}[rank]
 
 
 def check_pair_inputs(layer_name, inputs, same_shape=True):

@@ -16,7 +16,7 @@ import keras
 
 from keras_aff.layers import AFF
 from keras_aff.layers import IAFF
-from keras_aff.layers.kit import KERAS3
+from keras_aff.layers.gate import synchronized_bn
 
 # The official MXNet code multiplies the AFF output by 2 ("the weights sum
 # to 2, like x + y") and leaves the iAFF output unscaled.
@@ -76,12 +76,12 @@ def batch_norm(x, opts, name, zero_gamma=False, scale=True, center=True):
     """The official BatchNorm (momentum 0.9, epsilon 1e-5); `zero_gamma`
     starts gamma at 0 (the last BN of a block, `--last-gamma`);
     `opts.bn_synchronized` asks for cross-replica statistics (see
-    `keras_aff.layers.kit.Keras3Kit.synchronized_bn`)."""
+    `keras_aff.layers.gate.synchronized_bn`)."""
     return keras.layers.BatchNormalization(
         axis=channel_axis(),
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
-        synchronized=KERAS3.synchronized_bn(opts.bn_synchronized),
+        synchronized=synchronized_bn(opts.bn_synchronized),
         scale=scale,
         center=center,
         gamma_initializer="zeros" if zero_gamma else "ones",

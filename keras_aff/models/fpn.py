@@ -9,7 +9,7 @@ import re
 import keras
 
 from keras_aff import _validation
-from keras_aff.layers.align import INTERPOLATIONS
+from keras_aff.layers.arguments import INTERPOLATIONS
 from keras_aff.models import _merge
 from keras_aff.models.features import pyramid_outputs
 

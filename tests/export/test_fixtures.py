@@ -58,6 +58,9 @@ def test_keras_file_loads_with_current_code(fixture):
     model = keras.saving.load_model(fixture["dir"] / "model.keras")
     classes = {type(layer).__name__ for layer in model.layers}
     assert {"AFF", "IAFF", "MSCAM"} <= classes
+    if fixture["dir"].name >= "v0.2.0":  # aligned AFF, Align, MultiAFF
+        assert {"Align", "MultiAFF"} <= classes
+        assert model.get_layer("aff_aligned").get_config()["align_inputs"]
     got = model.predict(fixture["inputs"], verbose=0)
     np.testing.assert_allclose(got, fixture["expected"], atol=fixture["atol"])
 

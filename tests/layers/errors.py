@@ -130,13 +130,13 @@ def constructor_errors(case):
                 received("implementation", "'fused'"),
             )
         )
-    if not case.has_output_scale:  # MSCAM has none: an unknown argument
+    if not case.has_output_scale:  # MSCAM has none (1.0: deprecated)
         table.append(
             (
                 "output_scale",
                 {"output_scale": 2.0},
                 ValueError,
-                r"\{'output_scale': 2\.0\}",
+                received("output_scale", "2.0"),
             )
         )
     if not case.pairwise:  # MSCAM and MultiAFF do not align their inputs
@@ -207,7 +207,45 @@ def call_errors(case):
         table += pair_errors(new, built, x)
     else:
         table += multi_errors(new, x)
-    return [pytest.param(f, ValueError, lay(m), id=i) for i, f, m in table]
+    table.append(
+        (
+            "zero_channels",
+            call(lambda: [np.zeros((2, 6, 5, 0), "float32")] * 2),
+            "at least one channel",
+        )
+    )
+    rows = [pytest.param(f, ValueError, lay(m), id=i) for i, f, m in table]
+    return rows + input_type_errors(case, call, x)
+
+
+def input_type_errors(case, call, x):
+    """`TypeError`s: integer and boolean arrays name the layer and the
+    dtype (a symbolic integer input is cast by Keras itself, as for any
+    float layer); `from_config` of something that is not a config names
+    `config`."""
+    rows = [
+        ("int_inputs", call(lambda: [x.astype("int32")] * 2), "int32"),
+        ("uint8_inputs", call(lambda: [x.astype("uint8")] * 2), "uint8"),
+        ("bool_inputs", call(lambda: [x > 0] * 2), "bool"),
+    ]
+    params = [
+        pytest.param(
+            f,
+            TypeError,
+            rf"(?s)Layer 'lay'.*floating-point.*dtype .*{d}",
+            id=i,
+        )
+        for i, f, d in rows
+    ]
+    params.append(
+        pytest.param(
+            lambda: case.cls.from_config(None),
+            TypeError,
+            received("config", "None"),
+            id="from_config_none",
+        )
+    )
+    return params
 
 
 def multi_errors(new, x):

@@ -11,7 +11,8 @@ from tests.test_doctests import run_examples
 MODULES = [
     "keras_aff._validation",
     "keras_aff.layers.shapes",
-    "keras_aff.layers.kit",
+    "keras_aff.layers.arguments",
+    "keras_aff.layers.dispatch",
     "keras_aff.layers.gate",
     "keras_aff.layers.ms_cam",
     "keras_aff.layers.aff",

@@ -1,8 +1,9 @@
 """MSCAM-specific behaviour (the contract C1-C12 is in test_contract.py)."""
 
 import numpy as np
+import pytest
 
-from keras_aff.layers import kit
+from keras_aff.layers import gate
 from tests.layers import cases
 from tests.layers import reference
 
@@ -19,19 +20,36 @@ def test_output_is_gated_input():
     assert np.any(np.abs(out) < 0.99 * np.abs(x))
 
 
-def test_float16_global_mean_is_accurate():
-    """A float16 mean over a 224x224 map of 2.0 is 2.0 (a float16
-    tf.reduce_mean on TF CPU returns 0.653): the gate accumulates the global
-    average in float32."""
-    x = np.full((1, 224, 224, 8), 2.0, "float16")
-    m = cases.to_numpy(kit.KERAS3.ops.mean(x, (1, 2)))
-    assert m.dtype == np.float16 and m.shape == (1, 1, 1, 8)
-    np.testing.assert_array_equal(m, np.full((1, 1, 1, 8), 2.0))
-    # Channels-first axes and a rank-3 map.
-    m = kit.KERAS3.ops.mean(np.full((1, 8, 224, 224), 2.0, "float16"), (2, 3))
-    np.testing.assert_array_equal(cases.to_numpy(m), 2.0)
-    m = kit.KERAS3.ops.mean(np.full((1, 50176, 8), 2.0, "float16"), (1,))
-    np.testing.assert_array_equal(cases.to_numpy(m), 2.0)
+@pytest.mark.parametrize(
+    "big,small,data_format",
+    [
+        ((1, 224, 224, 8), (1, 1, 1, 8), "channels_last"),
+        ((1, 8, 224, 224), (1, 8, 1, 1), "channels_first"),
+        ((1, 50176, 8), (1, 1, 8), "channels_last"),
+    ],
+)
+def test_float16_global_mean_is_accurate(big, small, data_format):
+    """A float16 global branch averages in float32: on a constant map of
+    2.0 (224x224) it equals the branch on a 1x1 map of 2.0 (a float16
+    tf.reduce_mean on TF CPU returns 0.653 there)."""
+    branch = gate.ContextBranch(
+        "global",
+        8,
+        4,
+        len(big),
+        True,
+        0.9,
+        1e-5,
+        False,
+        "glorot_uniform",
+        None,
+        data_format,
+        dtype="float16",
+    )
+    on_big = cases.to_numpy(branch(np.full(big, 2.0, "float16")))
+    on_small = cases.to_numpy(branch(np.full(small, 2.0, "float16")))
+    assert on_big.dtype == np.float16
+    np.testing.assert_array_equal(on_big, on_small)
 
 
 def test_float16_global_branch_end_to_end():

@@ -5,8 +5,13 @@ ranks, ratios, data formats and dtype policies (hypothesis).
 - with `output_scale=1`, AFF and IAFF outputs lie elementwise between x and
   y (the gate is in [0, 1]), MultiAFF's between the smallest and the
   largest input (the weights are a softmax), and MSCAM's between 0 and x;
-- finite inputs up to +-1e4 give finite outputs in float32,
-  mixed_float16 and mixed_bfloat16.
+- finite inputs give finite outputs up to the magnitude each policy
+  covers (MAGNITUDES): +-1e4 in float32 and mixed_bfloat16, +-1e2 in
+  mixed_float16, whose gate computes in float16 (the policy's compute
+  dtype) and overflows float16's 65504 from inputs of about 1e3 on (with
+  the trained-size weights of `reference.randomize`). A layer given
+  `dtype="float32"` in a mixed_float16 model covers +-1e4 again
+  (`test_float32_layer_in_a_float16_model_covers_1e4`).
 """
 
 import keras
@@ -21,6 +26,12 @@ from tests.layers.cases import CASES
 from tests.layers.cases import to_numpy
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# The input magnitudes (normal scale, clipped at the largest) per policy.
+MAGNITUDES = {
+    "float32": (1.0, 1e2, 1e4),
+    "mixed_bfloat16": (1.0, 1e2, 1e4),
+    "mixed_float16": (1.0, 1e1, 1e2),
+}
 # Float rounding of y + w * (x - y) in the compute dtype, relative to |x|+|y|.
 EPS = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1e-2}
 SETTINGS = settings(
@@ -47,16 +58,20 @@ def layer_inputs(draw):
         shape = (batch, *spatial, channels)
     else:
         shape = (batch, channels, *spatial)
-    scale = draw(st.sampled_from((1.0, 1e2, 1e4)))
+    level = draw(st.sampled_from((0, 1, 2)))  # an index into MAGNITUDES
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
     n = case.num_inputs
-    inputs = [
-        np.clip(rng.normal(scale=scale, size=shape), -1e4, 1e4).astype("f")
-        for _ in range(n)
-    ]
+    inputs = [rng.normal(size=shape) for _ in range(n)]
     kwargs = dict(reduction_ratio=ratio, data_format=data_format)
-    return case, kwargs, inputs, seed
+    return case, kwargs, (inputs, level), seed
+
+
+def _scaled(inputs, policy):
+    normals, level = inputs
+    top = MAGNITUDES[policy][-1]
+    scale = MAGNITUDES[policy][level]
+    return [np.clip(scale * z, -top, top).astype("f") for z in normals]
 
 
 def _run(case, kwargs, inputs, seed, policy):
@@ -72,6 +87,7 @@ def _run(case, kwargs, inputs, seed, policy):
 @given(data=layer_inputs(), policy=st.sampled_from(POLICIES))
 def test_shape_dtype_and_finite(data, policy):
     case, kwargs, inputs, seed = data
+    inputs = _scaled(inputs, policy)
     layer, out = _run(case, kwargs, inputs, seed, policy)
     assert tuple(out.shape) == inputs[0].shape
     dtype = keras.backend.standardize_dtype(out.dtype)
@@ -84,6 +100,7 @@ def test_shape_dtype_and_finite(data, policy):
 @given(data=layer_inputs(), policy=st.sampled_from(POLICIES))
 def test_output_between_the_inputs(data, policy):
     case, kwargs, inputs, seed = data
+    inputs = _scaled(inputs, policy)
     layer, out = _run(case, kwargs, inputs, seed, policy)
     out = to_numpy(out).astype("float64")
     # The inputs as the layer saw them (rounded to the compute dtype).
@@ -96,3 +113,23 @@ def test_output_between_the_inputs(data, policy):
     slack = EPS[layer.compute_dtype] * (sum(np.abs(a) for a in seen) + 1e-30)
     assert np.all(out >= np.min(seen, axis=0) - slack), case.name
     assert np.all(out <= np.max(seen, axis=0) + slack), case.name
+
+
+def test_float32_layer_in_a_float16_model_covers_1e4(case):
+    """The opt-in for extreme magnitudes under mixed_float16 is Keras' own:
+    `dtype="float32"` on the fusion layer (its sublayers follow it); the
+    model around it stays mixed_float16."""
+    rng = np.random.default_rng(0)
+    shape = (2, 5, 5, 64)
+    inputs = [
+        np.clip(rng.normal(scale=1e4, size=shape), -1e4, 1e4).astype("f")
+        for _ in range(case.num_inputs)
+    ]
+    outs = {}
+    for policy in ("mixed_float16", "float32"):
+        layer = case.cls(reduction_ratio=2, dtype=policy)
+        case.build(layer, shape)
+        reference.randomize(layer, seed=0)
+        outs[policy] = to_numpy(case.call(layer, inputs)).astype("float32")
+    assert not np.all(np.isfinite(outs["mixed_float16"])), case.name
+    assert np.all(np.isfinite(outs["float32"])), case.name

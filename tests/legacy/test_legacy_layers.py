@@ -251,8 +251,13 @@ def test_public_names_have_examples():
     assert keras_aff.layers.AFF is not legacy.AFF
 
 
-def test_docstring_examples_run():
-    import doctest
+@pytest.mark.parametrize("module", ["layers", "gate"])
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    import importlib
 
-    result = doctest.testmod(legacy, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    from tests.test_doctests import run_examples
+
+    monkeypatch.chdir(tmp_path)
+    name = f"keras_aff.legacy.{module}"
+    failed, attempted = run_examples(importlib.import_module(name))
+    assert attempted > 0 and failed == 0

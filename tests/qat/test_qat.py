@@ -1,7 +1,8 @@
 """keras_aff.qat: stock-layer blocks equal to the layers, unrolling, tfmot
 quantization, fully int8 LiteRT conversion and its checks, checkpoints.
 
-Every test takes the `qat` fixture (tests/legacy/conftest.py), which imports
+Every test takes the `qat` fixture (tests/legacy/conftest.py, shared by
+tests/qat/conftest.py), which imports
 tfmot without leaving TF_USE_LEGACY_KERAS set for the rest of the suite.
 """
 
