@@ -150,7 +150,7 @@ def convert_to_int8_litert(
     ...     q, images[:8], path="model_int8.tflite")
     >>> report.fully_int8, report.inner_quantize_ops, report.quantization
     (True, 0, 'int8')
-    >>> report["max_abs_error"] == report.max_abs_error
+    >>> report.to_dict()["max_abs_error"] == report.max_abs_error
     True
     """
     check_bool("int8_io", int8_io)
