@@ -21,7 +21,8 @@ CHECK_SEED = 0
 
 
 def add_parser(subparsers):
-    """Adds `convert IN.params --model NAME --out OUT [--classes N]`.
+    """Adds `convert IN.params --model NAME (--out OUT | --preset DIR)
+    [--classes N]`.
 
     Example:
 
@@ -31,8 +32,8 @@ def add_parser(subparsers):
     >>> args = parser.parse_args(
     ...     ["w.params", "--model", "aff_resnet32", "--out", "m.keras"]
     ... )
-    >>> args.params, args.model, args.out, args.classes
-    ('w.params', 'aff_resnet32', 'm.keras', None)
+    >>> args.params, args.model, args.out, args.classes, args.preset
+    ('w.params', 'aff_resnet32', 'm.keras', None, None)
     """
     parser = subparsers.add_parser(
         "convert",
@@ -47,10 +48,15 @@ def add_parser(subparsers):
         "iaff_resnext50_32x4d, aff_resnet32, aff_resnext38_32x4d, "
         "aff_resnext47_32x4d)",
     )
-    parser.add_argument(
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument(
         "--out",
-        required=True,
         help="the Keras model (.keras) or weights file (.weights.h5) to write",
+    )
+    out.add_argument(
+        "--preset",
+        help="a KerasHub classifier preset directory to create instead "
+        '(needs `pip install "keras-aff[hub]"`; see keras_aff.hub)',
     )
     parser.add_argument(
         "--classes",
@@ -165,6 +171,10 @@ def _save(model, out):
 
 
 def _run(args):
+    if args.preset is not None:
+        from keras_aff.hub import presets
+
+        return presets.run_convert(args, UsageError, echo)
     _check_arguments(args)
     model, report = _convert(args)
     y = check_output(model)

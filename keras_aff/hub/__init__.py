@@ -1,0 +1,35 @@
+"""keras_aff as KerasHub models: backbones, tasks and presets.
+
+Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
+
+Needs the `hub` extra (`pip install "keras-aff[hub]"`: keras-hub and
+Keras >= 3.15). `import keras_aff` does not import it; `import
+keras_aff.hub` registers every class a preset names (package
+"keras_aff"), so a fresh process runs it before
+`keras_hub.models.ImageClassifier.from_preset(...)`.
+
+- `AFFBackbone` (and `backbone(name)`): every registered network as a
+  `keras_hub.models.FeaturePyramidBackbone`.
+- `AFFImageClassifier`, `AFFImageClassifierPreprocessor`,
+  `AFFImageConverter` (the official normalisation).
+"""
+
+from keras_aff._optional import require
+
+require("keras_hub", "hub", "keras_aff.hub")
+
+from keras_aff.hub.backbone import AFFBackbone  # noqa: E402
+from keras_aff.hub.backbone import backbone  # noqa: E402
+from keras_aff.hub.classifier import AFFImageClassifier  # noqa: E402
+from keras_aff.hub.classifier import (  # noqa: E402
+    AFFImageClassifierPreprocessor,
+)
+from keras_aff.hub.classifier import AFFImageConverter  # noqa: E402
+
+__all__ = [
+    "AFFBackbone",
+    "AFFImageClassifier",
+    "AFFImageClassifierPreprocessor",
+    "AFFImageConverter",
+    "backbone",
+]
