@@ -21,9 +21,7 @@ require("keras_hub", "hub", "keras_aff.hub")
 from keras_aff.hub.backbone import AFFBackbone  # noqa: E402
 from keras_aff.hub.backbone import backbone  # noqa: E402
 from keras_aff.hub.classifier import AFFImageClassifier  # noqa: E402
-from keras_aff.hub.classifier import (  # noqa: E402
-    AFFImageClassifierPreprocessor,
-)
+from keras_aff.hub.classifier import AFFImageClassifierPreprocessor  # noqa: E402
 from keras_aff.hub.classifier import AFFImageConverter  # noqa: E402
 
 __all__ = [

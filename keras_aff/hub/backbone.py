@@ -24,10 +24,14 @@ def _default(architecture, argument):
 
 def _image_shape(value, data_format):
     if value is None:
-        value = (3, None, None) if data_format == "channels_first" else (
-            None,
-            None,
-            3,
+        value = (
+            (3, None, None)
+            if data_format == "channels_first"
+            else (
+                None,
+                None,
+                3,
+            )
         )
     check_one_of_types(
         "image_shape", value, (tuple, list), "a tuple (height, width, 3)"
