@@ -3,8 +3,6 @@
 Attentional Feature Fusion, https://arxiv.org/abs/2009.14082
 """
 
-import inspect
-
 import keras
 from keras_hub.models import FeaturePyramidBackbone
 
@@ -13,13 +11,8 @@ from keras_aff._validation import check_choice
 from keras_aff._validation import check_data_format
 from keras_aff._validation import check_one_of_types
 from keras_aff._validation import received
+from keras_aff.hub import _layouts
 from keras_aff.hub._scope import building_with
-
-
-def _default(architecture, argument):
-    """The public builder's default for `argument`."""
-    builder = models.model_info(architecture).builder
-    return inspect.signature(builder).parameters[argument].default
 
 
 def _image_shape(value, data_format):
@@ -66,6 +59,10 @@ class AFFBackbone(FeaturePyramidBackbone):
             that of `architecture` ((3, 4) ImageNet, (1, 2, 3) CIFAR).
         reduction_ratio: int; default that of `architecture` (16 ImageNet,
             4 CIFAR).
+        blocks_per_stage: tuple of ints, blocks of each stage; default
+            that of `architecture` ((3, 4, 6, 3) ImageNet, (5, 5, 5)
+            AFF-ResNet-32, ...). Fewer blocks give a shallower network of
+            the same family (the CIFAR families take equal counts).
         image_shape: tuple, the input shape without the batch size; default
             (None, None, 3) ((3, None, None) channels first). Known sizes
             must be at least 32 (ImageNet networks) or 4 (CIFAR).
@@ -93,6 +90,7 @@ class AFFBackbone(FeaturePyramidBackbone):
         fusion=None,
         fusion_stages=None,
         reduction_ratio=None,
+        blocks_per_stage=None,
         image_shape=None,
         data_format=None,
         dtype=None,
@@ -102,18 +100,24 @@ class AFFBackbone(FeaturePyramidBackbone):
             "architecture", architecture, models.list_models()
         )
         if fusion is None:
-            fusion = _default(architecture, "fusion")
+            fusion = _layouts.default_argument(architecture, "fusion")
         if fusion_stages is None:
-            fusion_stages = _default(architecture, "fusion_stages")
+            fusion_stages = _layouts.default_argument(
+                architecture, "fusion_stages"
+            )
         if reduction_ratio is None:
-            reduction_ratio = _default(architecture, "reduction_ratio")
+            reduction_ratio = _layouts.default_argument(
+                architecture, "reduction_ratio"
+            )
+        blocks_per_stage = _layouts.check_blocks(architecture, blocks_per_stage)
         data_format = check_data_format(data_format)
         image_shape = _image_shape(image_shape, data_format)
 
         # === Functional Model ===
         with building_with(dtype, data_format):
-            network = models.get_model(
+            network = _layouts.build(
                 architecture,
+                blocks_per_stage,
                 include_top=False,
                 input_shape=image_shape,
                 fusion=fusion,
@@ -133,6 +137,7 @@ class AFFBackbone(FeaturePyramidBackbone):
         self.fusion = fusion
         self.fusion_stages = tuple(sorted(set(fusion_stages)))
         self.reduction_ratio = reduction_ratio
+        self.blocks_per_stage = blocks_per_stage
         self.image_shape = image_shape
         self.data_format = data_format
         self.pyramid_outputs = pyramid_outputs
@@ -145,6 +150,7 @@ class AFFBackbone(FeaturePyramidBackbone):
                 "fusion": self.fusion,
                 "fusion_stages": list(self.fusion_stages),
                 "reduction_ratio": self.reduction_ratio,
+                "blocks_per_stage": list(self.blocks_per_stage),
                 "image_shape": self.image_shape,
                 "data_format": self.data_format,
             }

@@ -68,7 +68,7 @@ def sha256(path):
     >>> with open("f.bin", "wb") as f:
     ...     _ = f.write(b"aff")
     >>> sha256("f.bin")[:12]
-    '4fd77fd3b0c0'
+    '543b4bb6a59b'
     """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
