@@ -7,7 +7,6 @@ also through the preprocessor, with a new head and in bfloat16."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 from keras_aff import cli
