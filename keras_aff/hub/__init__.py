@@ -12,6 +12,9 @@ keras_aff.hub` registers every class a preset names (package
   `keras_hub.models.FeaturePyramidBackbone`.
 - `AFFImageClassifier`, `AFFImageClassifierPreprocessor`,
   `AFFImageConverter` (the official normalisation).
+- `retrofit_backbone` (`RetrofitBackbone`): AFF / iAFF in place of the
+  residual additions of a KerasHub backbone, still a KerasHub backbone;
+  `RetrofitImageClassifier` is its classifier.
 """
 
 from keras_aff._optional import require
@@ -23,11 +26,17 @@ from keras_aff.hub.backbone import backbone  # noqa: E402
 from keras_aff.hub.classifier import AFFImageClassifier  # noqa: E402
 from keras_aff.hub.classifier import AFFImageClassifierPreprocessor  # noqa: E402
 from keras_aff.hub.classifier import AFFImageConverter  # noqa: E402
+from keras_aff.hub.retrofit import RetrofitBackbone  # noqa: E402
+from keras_aff.hub.retrofit import RetrofitImageClassifier  # noqa: E402
+from keras_aff.hub.retrofit import retrofit_backbone  # noqa: E402
 
 __all__ = [
     "AFFBackbone",
     "AFFImageClassifier",
     "AFFImageClassifierPreprocessor",
     "AFFImageConverter",
+    "RetrofitBackbone",
+    "RetrofitImageClassifier",
     "backbone",
+    "retrofit_backbone",
 ]
