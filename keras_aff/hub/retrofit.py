@@ -68,6 +68,7 @@ class RetrofitBackbone(FeaturePyramidBackbone):
 
     Example:
 
+    >>> import keras_hub
     >>> resnet = keras_hub.models.ResNetBackbone(
     ...     input_conv_filters=[64], input_conv_kernel_sizes=[3],
     ...     stackwise_num_filters=[64, 64], stackwise_num_blocks=[1, 1],
@@ -161,6 +162,7 @@ class RetrofitImageClassifier(ImageClassifier):
 
     Example:
 
+    >>> import keras_hub
     >>> resnet = keras_hub.models.ResNetBackbone(
     ...     input_conv_filters=[64], input_conv_kernel_sizes=[3],
     ...     stackwise_num_filters=[64], stackwise_num_blocks=[1],
@@ -194,6 +196,7 @@ def retrofit_backbone(backbone, fusion="aff", reduction_ratio=16, **kwargs):
 
     Example:
 
+    >>> import keras_hub
     >>> resnet = keras_hub.models.ResNetBackbone(
     ...     input_conv_filters=[64], input_conv_kernel_sizes=[3],
     ...     stackwise_num_filters=[64, 64], stackwise_num_blocks=[1, 1],
