@@ -15,6 +15,10 @@ keras_aff.hub` registers every class a preset names (package
 - `retrofit_backbone` (`RetrofitBackbone`): AFF / iAFF in place of the
   residual additions of a KerasHub backbone, still a KerasHub backbone;
   `RetrofitImageClassifier` is its classifier.
+- `AFFRetinaNetBackbone`, `AFFRetinaNetObjectDetector`: RetinaNet whose
+  FPN neck is `keras_aff.models.AFFFPN`. KerasHub's
+  `DeepLabV3Backbone(image_encoder=AFFBackbone(...))` takes the ImageNet
+  family as it is.
 """
 
 from keras_aff._optional import require
@@ -26,6 +30,8 @@ from keras_aff.hub.backbone import backbone  # noqa: E402
 from keras_aff.hub.classifier import AFFImageClassifier  # noqa: E402
 from keras_aff.hub.classifier import AFFImageClassifierPreprocessor  # noqa: E402
 from keras_aff.hub.classifier import AFFImageConverter  # noqa: E402
+from keras_aff.hub.detection import AFFRetinaNetBackbone  # noqa: E402
+from keras_aff.hub.detection import AFFRetinaNetObjectDetector  # noqa: E402
 from keras_aff.hub.retrofit import RetrofitBackbone  # noqa: E402
 from keras_aff.hub.retrofit import RetrofitImageClassifier  # noqa: E402
 from keras_aff.hub.retrofit import retrofit_backbone  # noqa: E402
@@ -35,6 +41,8 @@ __all__ = [
     "AFFImageClassifier",
     "AFFImageClassifierPreprocessor",
     "AFFImageConverter",
+    "AFFRetinaNetBackbone",
+    "AFFRetinaNetObjectDetector",
     "RetrofitBackbone",
     "RetrofitImageClassifier",
     "backbone",
