@@ -78,7 +78,8 @@ def make_dataset(n, size=SIZE, seed=0):
 
 def build(fusion, seed, fpn_channels=64):
     """The detector: a small KerasHub ResNet encoder, the AFF-FPN (or
-    add-FPN) neck, one conv per head, square anchors of 1.5x the stride (3 scales)."""
+    add-FPN) neck, one conv per head, square anchors of 1.5x the stride
+    (3 scales)."""
     import keras_hub
 
     import keras_aff.hub
