@@ -33,7 +33,7 @@ class AFFImageConverter(ImageConverter):
     central 224x224 (87.5%). Give it images cropped with `evaluation_crop`
     for the official pipeline: a 224x224 image passes unchanged.
 
-    Args: those of `keras_hub.layers.ImageConverter`.
+    It takes the arguments of `keras_hub.layers.ImageConverter`.
 
     Example:
 
@@ -82,7 +82,8 @@ class AFFImageClassifierPreprocessor(ImageClassifierPreprocessor):
     """The preprocessor of `AFFImageClassifier`: its `image_converter`
     (an `AFFImageConverter`) on the images, labels passed through.
 
-    Args: those of `keras_hub.models.ImageClassifierPreprocessor`.
+    It takes the arguments of
+    `keras_hub.models.ImageClassifierPreprocessor`.
 
     Example:
 
@@ -103,9 +104,9 @@ class AFFImageClassifier(ImageClassifier):
     dropout and a Dense head named "predictions" (the official head is the
     global average pool and the Dense layer).
 
-    Args: those of `keras_hub.models.ImageClassifier` (`backbone`,
-        `num_classes`, `preprocessor`, `pooling`, `activation`, `dropout`,
-        `head_dtype`).
+    It takes the arguments of `keras_hub.models.ImageClassifier`
+    (`backbone`, `num_classes`, `preprocessor`, `pooling`, `activation`,
+    `dropout`, `head_dtype`).
 
     Example:
 

@@ -161,7 +161,7 @@ class AFFRetinaNetObjectDetector(RetinaNetObjectDetector):
     """KerasHub's `RetinaNetObjectDetector` on an `AFFRetinaNetBackbone`
     (its own class, so that KerasHub finds it from a preset's backbone).
 
-    Args: those of `keras_hub.models.RetinaNetObjectDetector`.
+    It takes the arguments of `keras_hub.models.RetinaNetObjectDetector`.
 
     Example:
 

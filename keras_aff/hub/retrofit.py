@@ -158,7 +158,7 @@ class RetrofitImageClassifier(ImageClassifier):
     original model's preprocessor (e.g. `ResNetImageClassifierPreprocessor`),
     which the preset keeps.
 
-    Args: those of `keras_hub.models.ImageClassifier`.
+    It takes the arguments of `keras_hub.models.ImageClassifier`.
 
     Example:
 
