@@ -238,8 +238,8 @@ def _figure(path, x, y, predictions, fusion):
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--train", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--train", type=int, default=384)
     parser.add_argument("--test", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out-dir", default="detection_out")
