@@ -24,7 +24,8 @@ MAX_CLASSES = 100_000
 
 
 def add_parser(subparsers):
-    """Adds `convert IN.params --model NAME --out OUT [--classes N]`.
+    """Adds `convert IN.params --model NAME (--out OUT | --preset DIR)
+    [--classes N]`.
 
     Example:
 
@@ -34,8 +35,8 @@ def add_parser(subparsers):
     >>> args = parser.parse_args(
     ...     ["w.params", "--model", "aff_resnet32", "--out", "m.keras"]
     ... )
-    >>> args.params, args.model, args.out, args.classes
-    ('w.params', 'aff_resnet32', 'm.keras', None)
+    >>> args.params, args.model, args.out, args.classes, args.preset
+    ('w.params', 'aff_resnet32', 'm.keras', None, None)
     """
     parser = subparsers.add_parser(
         "convert",
@@ -50,10 +51,15 @@ def add_parser(subparsers):
         "iaff_resnext50_32x4d, aff_resnet32, aff_resnext38_32x4d, "
         "aff_resnext47_32x4d)",
     )
-    parser.add_argument(
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument(
         "--out",
-        required=True,
         help="the Keras model (.keras) or weights file (.weights.h5) to write",
+    )
+    out.add_argument(
+        "--preset",
+        help="a KerasHub classifier preset directory to create instead "
+        '(needs `pip install "keras-aff[hub]"`; see keras_aff.hub)',
     )
     parser.add_argument(
         "--classes",
@@ -91,7 +97,6 @@ def check_output(model, seed=CHECK_SEED):
 
 def _check_arguments(args):
     from keras_aff import models
-    from keras_aff.export import staging
     from keras_aff.interop import mxnet_format
 
     check_input_file(args.params, "an MXNet .params file")
@@ -105,14 +110,21 @@ def _check_arguments(args):
             f"unknown model {args.model!r}; choose from "
             f"{', '.join(models.list_models())}"
         )
+    if args.classes is not None and args.classes > MAX_CLASSES:
+        raise UsageError(
+            f"--classes {args.classes}: expected at most {MAX_CLASSES:,}"
+        )
+    if args.out is not None:
+        _check_out(args)
+
+
+def _check_out(args):
+    from keras_aff.export import staging
+
     if not args.out.endswith(OUTPUT_SUFFIXES):
         raise UsageError(
             f"--out must end with .keras (a model) or .weights.h5 (weights): "
             f"{args.out!r}"
-        )
-    if args.classes is not None and args.classes > MAX_CLASSES:
-        raise UsageError(
-            f"--classes {args.classes}: expected at most {MAX_CLASSES:,}"
         )
     try:
         staging.check_destination(
@@ -202,6 +214,17 @@ def _save(model, out, params):
 
 def _run(args):
     _check_arguments(args)
+    if args.preset is not None:
+        from keras_aff import interop
+        from keras_aff.hub import presets
+
+        # --classes against the file before any network is built.
+        try:
+            arrays = interop.read_mxnet_params(args.params)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        _classes(args, arrays)
+        return presets.run_convert(args, UsageError, echo)
     model, report = _convert(args)
     y = check_output(model)
     _save(model, args.out, args.params)
