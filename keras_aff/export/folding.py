@@ -16,6 +16,7 @@ import numpy as np
 
 from keras_aff import _validation
 from keras_aff.export import model_io
+from keras_aff.export import rebuild
 from keras_aff.export.report import ExportVerificationError
 from keras_aff.optimize.fold import fold_batchnorm
 
@@ -33,6 +34,11 @@ _NOT_COMPUTE = frozenset(
     }
 )
 FOLD_RTOL = 1e-5
+# A mixed-precision model computes its gates in half precision: the folded
+# and the original model then differ by half-precision rounding (one
+# float16 step near 1 is ~1e-3), not by 1e-5. The artifact itself is still
+# checked against the float32 rebuild at the exporter's tolerance.
+HALF_FOLD_RTOL = 1e-3
 
 
 def graph_op_count(model):
@@ -116,10 +122,11 @@ def fold_for_export(model, samples, enabled=True):
     got = _outputs(folded, samples)
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, got))
     scale = max(float(np.max(np.abs(a))) for a in expected)
-    if not diff <= FOLD_RTOL * max(1.0, scale):
+    rtol = HALF_FOLD_RTOL if rebuild.is_mixed_precision(model) else FOLD_RTOL
+    if not diff <= rtol * max(1.0, scale):
         raise ExportVerificationError(
             "The BatchNorm-folded model does not reproduce the model: max "
-            f"|folded - original| {diff:.3g} > {FOLD_RTOL} * max(1, "
+            f"|folded - original| {diff:.3g} > {rtol} * max(1, "
             f"{scale:.3g}). Export with fold_batchnorm=False."
         )
     summary.update(

@@ -79,7 +79,9 @@ class TextbookBlendAFF(AFF):
     """AFF computing x * w + y * (1 - w), the form that the TF 2.21 LiteRT
     converter miscompiles in NCHW graphs (not registered: tests only)."""
 
-    def blend(self, x, y, w):
+    def call(self, inputs, training=None):
+        x, y = inputs
+        w = self.attention(x + y, training=training)
         return x * w + y * (1.0 - w)
 
 
