@@ -37,15 +37,14 @@ class IAFF(keras.layers.Layer):
     layer use the second gate's own global branch. The official code does
     not scale the iAFF output (`output_scale=1.0`, the default), unlike AFF.
 
-    Args:
-        The arguments of `AFF`, with the same defaults and meaning:
-        reduction_ratio=4, output_scale=1.0, use_bias=True,
-        bn_momentum=0.9, bn_epsilon=1e-5, bn_synchronized=False,
-        kernel_initializer="glorot_uniform", kernel_regularizer=None,
-        data_format=None, branches=("local", "global") (for both gates),
-        align_inputs=False, resize_interpolation="bilinear",
-        use_batch_norm=True, implementation="auto" (see `AFF`), plus the
-        base layer keyword arguments (`name`, `dtype`, ...).
+    Arguments: the arguments of `AFF`, with the same defaults and meaning:
+    reduction_ratio=4, output_scale=1.0, use_bias=True,
+    bn_momentum=0.9, bn_epsilon=1e-5, bn_synchronized=False,
+    kernel_initializer="glorot_uniform", kernel_regularizer=None,
+    data_format=None, branches=("local", "global") (for both gates),
+    align_inputs=False, resize_interpolation="bilinear",
+    use_batch_norm=True, implementation="auto" (see `AFF`), plus the
+    base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4

@@ -54,17 +54,16 @@ class MultiAFF(keras.layers.Layer):
     MultiAFF is `AFF` with the same first logits. The number of inputs is
     fixed when the layer is built.
 
-    Args:
-        The arguments of `AFF` except `align_inputs` and
-        `resize_interpolation`, with the same defaults and meaning:
-        reduction_ratio=4, output_scale=1.0 (`output_scale=N` makes a gate
-        of uniform weights an N-way sum), use_bias=True, bn_momentum=0.9,
-        bn_epsilon=1e-5, bn_synchronized=False,
-        kernel_initializer="glorot_uniform", kernel_regularizer=None,
-        data_format=None, branches=("local", "global"),
-        use_batch_norm=True, implementation="auto" or "xla" (both compute
-        with `keras.ops`; there is no fused kernel for N inputs), plus the
-        base layer keyword arguments (`name`, `dtype`, ...).
+    Arguments: the arguments of `AFF` except `align_inputs` and
+    `resize_interpolation`, with the same defaults and meaning:
+    reduction_ratio=4, output_scale=1.0 (`output_scale=N` makes a gate
+    of uniform weights an N-way sum), use_bias=True, bn_momentum=0.9,
+    bn_epsilon=1e-5, bn_synchronized=False,
+    kernel_initializer="glorot_uniform", kernel_regularizer=None,
+    data_format=None, branches=("local", "global"),
+    use_batch_norm=True, implementation="auto" or "xla" (both compute
+    with `keras.ops`; there is no fused kernel for N inputs), plus the
+    base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x_1, ..., x_N]` of N >= 2 tensors of the same

@@ -163,17 +163,16 @@ class MSCAM(_Fusion):
     (L: per-position bottleneck of 1x1 convs with `C // reduction_ratio`
     hidden channels, G: the same on the global average, broadcast back).
 
-    Args:
-        The arguments of `keras_aff.layers.MSCAM`, with the same defaults,
-        checks and config keys (its docstring has the details):
-        reduction_ratio=4, use_bias=True, bn_momentum=0.9,
-        bn_epsilon=1e-5, bn_synchronized=False,
-        kernel_initializer="glorot_uniform", kernel_regularizer=None,
-        data_format=None (`tf_keras.backend.image_data_format()`),
-        branches=("local", "global"), use_batch_norm=True and
-        implementation="auto" ("auto" or "xla": both TensorFlow ops; the
-        fused kernel is the Keras 3 layers' on JAX), plus the base layer
-        keyword arguments (`name`, `dtype`, ...).
+    Arguments: those of `keras_aff.layers.MSCAM`, with the same defaults,
+    checks and config keys (its docstring has the details):
+    reduction_ratio=4, use_bias=True, bn_momentum=0.9,
+    bn_epsilon=1e-5, bn_synchronized=False,
+    kernel_initializer="glorot_uniform", kernel_regularizer=None,
+    data_format=None (`tf_keras.backend.image_data_format()`),
+    branches=("local", "global"), use_batch_norm=True and
+    implementation="auto" ("auto" or "xla": both TensorFlow ops; the
+    fused kernel is the Keras 3 layers' on JAX), plus the base layer
+    keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a tensor of rank 3, 4 or 5.
@@ -307,19 +306,18 @@ class AFF(_Pair):
     `output_scale * (x * w + y * (1 - w))`, computed as
     `output_scale * (y + w * (x - y))`.
 
-    Args:
-        The arguments of `keras_aff.layers.AFF`, with the same defaults,
-        checks and config keys (its docstring has the details):
-        reduction_ratio=4, output_scale=1.0 (2.0 reproduces the official
-        networks), use_bias=True, bn_momentum=0.9, bn_epsilon=1e-5,
-        bn_synchronized=False, kernel_initializer="glorot_uniform",
-        kernel_regularizer=None, data_format=None
-        (`tf_keras.backend.image_data_format()`),
-        branches=("local", "global"), align_inputs=False (must stay
-        False: the twin does not align inputs of different shapes),
-        resize_interpolation="bilinear" (kept in the config),
-        use_batch_norm=True and implementation="auto" ("auto" or "xla"),
-        plus the base layer keyword arguments (`name`, `dtype`, ...).
+    Arguments: the arguments of `keras_aff.layers.AFF`, with the same defaults,
+    checks and config keys (its docstring has the details):
+    reduction_ratio=4, output_scale=1.0 (2.0 reproduces the official
+    networks), use_bias=True, bn_momentum=0.9, bn_epsilon=1e-5,
+    bn_synchronized=False, kernel_initializer="glorot_uniform",
+    kernel_regularizer=None, data_format=None
+    (`tf_keras.backend.image_data_format()`),
+    branches=("local", "global"), align_inputs=False (must stay
+    False: the twin does not align inputs of different shapes),
+    resize_interpolation="bilinear" (kept in the config),
+    use_batch_norm=True and implementation="auto" ("auto" or "xla"),
+    plus the base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4
@@ -376,9 +374,8 @@ class IAFF(_Pair):
     `output_scale * (x * w2 + y * (1 - w2))`, with two MS-CAM gates that
     each have their own local and global branches.
 
-    Args:
-        The arguments of `keras_aff.layers.IAFF`, as the twin `AFF` takes
-        them (same names, defaults, checks and config keys).
+    Arguments: the arguments of `keras_aff.layers.IAFF`, as the twin `AFF` takes
+    them (same names, defaults, checks and config keys).
 
     Call arguments:
         inputs: a list `[x, y]` of two tensors of the same shape, rank 3, 4
