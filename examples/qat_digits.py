@@ -29,6 +29,7 @@ Digits: 1,797 8x8 images, 10 classes, upsampled to 16x16; a stratified
 import argparse
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -273,6 +274,40 @@ def summary(report, acc, checked_on):
     )
 
 
+def provenance(args):
+    """The command, versions and machine of a run, as the benchmarks
+    record them (`benchmarks/_bench.py`)."""
+    import ai_edge_litert
+    import tensorflow as tf
+
+    import keras_aff
+
+    command = f"python examples/qat_digits.py --seed {args.seed}"
+    if (args.float_epochs, args.qat_epochs) != (10, 5):
+        command += f" --float-epochs {args.float_epochs}"
+        command += f" --qat-epochs {args.qat_epochs}"
+    if args.json:
+        command += f" --json {args.json}"
+    return {
+        "command": command,
+        "versions": {
+            "keras_aff": keras_aff.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "device": "gpu"
+            if tf.config.list_physical_devices("GPU")
+            else "cpu",
+        },
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     import tensorflow as tf
@@ -321,6 +356,7 @@ def main(argv=None):
     timings["checkpoint_s"] = time.time() - t
 
     results = {
+        **provenance(args),
         "seed": args.seed,
         "train_samples": int(len(data[0])),
         "test_samples": int(len(x_test)),
@@ -349,7 +385,7 @@ def main(argv=None):
     print(text)
     if args.json:
         with open(args.json, "w") as f:
-            f.write(text)
+            f.write(text + "\n")
     return results
 
 

@@ -206,6 +206,102 @@ def test_the_demo_table_shows_the_figures_of_its_json():
     assert saved_model["size_bytes"] < 400 * 1024
 
 
+def _results(name):
+    path = ROOT / "benchmarks" / "results" / name
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_the_exports_table_shows_the_figures_of_its_json():
+    hook = _tables_hook()
+    data = _results("exports_cpu.json")
+    rendered = hook.render_page(
+        "<!-- table: exports benchmarks/results/exports_cpu.json -->", ROOT
+    )
+    assert data["params"] == 1917
+    assert list(data["results"]) == [
+        "SavedModel",
+        "LiteRT float32",
+        "LiteRT float16",
+        "LiteRT dynamic-range",
+        "LiteRT int8",
+        "ONNX",
+    ]
+    for label, r in data["results"].items():
+        size = f"{r['size_bytes']:,} B"
+        assert f" | {size} | {r['max_abs_error']:.1e}" in rendered, label
+        assert f"| {r['latency_ms']:.3f} |" in rendered, label
+    assert "| ONNX (opset 15) |" in rendered
+    int8 = data["results"]["LiteRT int8"]
+    assert int8["num_samples"] == 128 and int8["fully_int8"]
+    assert f"(mean {int8['mean_abs_error']:.1e}) | 0.1 (on the mean) |" in (
+        rendered
+    )
+    # BatchNorm folded on export: the SavedModel is well under 0.1.0's
+    # 713,052 bytes.
+    assert data["results"]["SavedModel"]["size_bytes"] < 400_000
+
+
+def test_the_qat_tables_show_the_figures_of_their_json():
+    hook = _tables_hook()
+    names = [f"qat_digits_seed{seed}.json" for seed in (0, 1, 2)]
+    paths = " ".join(f"benchmarks/results/{n}" for n in names)
+    files = [_results(n) for n in names]
+    accuracy = hook.render_page(f"<!-- table: qat {paths} -->", ROOT)
+    for data in files:
+        row = (
+            f"| {data['seed']} | {100 * data['float']['accuracy']:.2f} % | "
+            f"{100 * data['ptq_int8']['accuracy']:.2f} % | "
+            f"{100 * data['qat_int8']['accuracy']:.2f} % |"
+        )
+        assert row in accuracy, row
+        points = 100 * (
+            data["qat_int8"]["accuracy"] - data["float"]["accuracy"]
+        )
+        assert f"| {points:+.2f} pt |" in accuracy
+    artifacts = hook.render_page(f"<!-- table: qat-artifacts {paths} -->", ROOT)
+    qat = files[0]["qat_int8"]
+    # One size for the three seeds (same architecture, same converter).
+    assert len({d["qat_int8"]["size_bytes"] for d in files}) == 1
+    assert f"| {qat['size_bytes']:,} B |" in artifacts
+    assert "CONV_2D 17" in artifacts
+    assert "the same ops, all int8, no (DE)QUANTIZE inside" in artifacts
+    assert f"max {qat['max_abs_error']:.2f}" in artifacts
+
+
+def test_the_cpu_targets_are_computed_from_their_json():
+    hook = _tables_hook()
+    names = (
+        "layers_cpu.json",
+        "layers_cpu_training.json",
+        "models_cpu_folded.json",
+        "litert_cpu_1thread.json",
+        "litert_cpu_2thread.json",
+    )
+    paths = " ".join(f"benchmarks/results/{n}" for n in names)
+    rendered = hook.render_page(f"<!-- table: cpu-targets {paths} -->", ROOT)
+    layers, training, models, litert1, _ = map(_results, names)
+    aff = layers["results_ms"]["AFF"]["xla"]["median"]
+    mm = layers["results_ms"]["conv1x1_matmuls"]["xla"]["median"]
+    assert f"| {aff / mm:.2f}x median /" in rendered
+    step = training["results_ms"]["AFF train step"]["graph"]["median"]
+    six = training["results_ms"]["six_matmuls"]["graph"]["median"]
+    assert f"; {step / six:.2f}x median /" in rendered
+    res = models["results"]
+    ratio = (
+        res["aff"]["xla"]["images_per_s"] / res["add"]["xla"]["images_per_s"]
+    )
+    assert f"; {ratio:.2f}x median /" in rendered
+    r = litert1["results"]
+    int8 = r["mobilenetv2_aff"]["int8"]["median_ms"]
+    int8 /= r["mobilenetv2"]["int8"]["median_ms"]
+    assert f"| {int8:.2f}x median /" in rendered
+    # The verdicts follow the bound: AFF under XLA is over 1.25x here.
+    assert ("| XLA no |" in rendered) == (aff / mm > 1.25)
+    assert "| 0 QUANTIZE/DEQUANTIZE, 0 float tensors between ops | yes |" in (
+        rendered
+    )
+
+
 def test_the_tables_hook_refuses_what_it_cannot_render():
     hook = _tables_hook()
     with pytest.raises(ValueError, match="Received: kind='nope'"):

@@ -36,6 +36,7 @@ WORKLOADS = {
     "AFF": "AFF",
     "IAFF": "IAFF",
 }
+MODES = {"graph": "graph", "xla": "XLA"}
 
 
 LITERT_MODELS = {
@@ -283,6 +284,202 @@ def _demo(files):
     return _table(headers + ["batch-1 ms"], rows, numeric_from=2)
 
 
+def _tolerance(value):
+    """`1e-4`, `5e-2`: a tolerance as the export docs write it."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _exports(files):
+    (data,) = files
+    rows = []
+    for label, r in data["results"].items():
+        error = f"{r['max_abs_error']:.1e}"
+        tolerance = _tolerance(r["tolerance"])
+        if r["quantization"] == "int8":
+            label += f" ({r['num_samples']} calibration samples)"
+            error += f" (mean {r['mean_abs_error']:.1e})"
+            tolerance = f"{r['tolerance']:g} (on the mean)"
+        opsets = [n for n in r["notes"] if n.startswith("opset")]
+        label += f" ({opsets[0]})" if opsets else ""
+        rows.append(
+            [
+                label,
+                f"{r['size_bytes']:,} B",
+                error,
+                tolerance,
+                _sig(r["top1_agreement"]),
+                f"{r['latency_ms']:.3f}",
+            ]
+        )
+    headers = ["artifact", "size", "max abs error", "tolerance"]
+    return _table(headers + ["top-1 agreement", "batch-1 ms"], rows)
+
+
+def _per_seed(files, get, fmt="{:.2f}"):
+    """One figure per seed file, `a / b / c`; one value if all agree."""
+    values = [fmt.format(get(data)) for data in files]
+    return values[0] if len(set(values)) == 1 else " / ".join(values)
+
+
+def _qat(files):
+    rows = []
+    for data in files:
+        float_acc = data["float"]["accuracy"]
+        rows.append(
+            [
+                data["seed"],
+                f"{100 * float_acc:.2f} %",
+                f"{100 * data['ptq_int8']['accuracy']:.2f} %",
+                f"{100 * data['qat_int8']['accuracy']:.2f} %",
+                f"{data['qat_minus_float_points']:+.2f} pt",
+                f"{100 * data['float_after_qat_weights_accuracy']:.2f} %",
+            ]
+        )
+    headers = ["seed", "float (Keras 3)", "PTQ int8 LiteRT", "QAT int8 LiteRT"]
+    headers += ["QAT - float", "float, QAT weights copied back"]
+    return _table(headers, rows)
+
+
+def _int8_row(files, key, label, reference_ops):
+    first = files[0][key]
+    ops = ", ".join(f"{op} {n}" for op, n in sorted(first["ops"].items()))
+    if all(d[key]["ops"] == first["ops"] for d in files):
+        ops = "the same ops" if first["ops"] == reference_ops else ops
+    else:
+        ops = "differ by seed"
+    if all(d[key]["fully_int8"] for d in files):
+        ops += ", all int8, no (DE)QUANTIZE inside"
+    error = (
+        f"max {_per_seed(files, lambda d: d[key]['max_abs_error'])}, "
+        f"mean {_per_seed(files, lambda d: d[key]['mean_abs_error'], '{:.3f}')}"
+        f" (bound on the mean {_per_seed(files, lambda d: d[key]['tolerance'])}"
+        f"); top-1 agreement "
+        + _per_seed(files, lambda d: 100 * d[key]["top1_agreement"], "{:.1f}")
+        + f" % on {first['checked_on']}"
+    )
+    size = _per_seed(files, lambda d: d[key]["size_bytes"], "{:,} B")
+    return [label, size, ops, error]
+
+
+def _qat_artifacts(files):
+    float_size = _per_seed(
+        files, lambda d: d["float"]["litert_fp32_size_bytes"], "{:,} B"
+    )
+    ptq_ops = files[0]["ptq_int8"]["ops"]
+    rows = [
+        ["float32 LiteRT", float_size, "-", "verified by `export_litert`"],
+        _int8_row(files, "ptq_int8", "PTQ int8, int8 in/out", None),
+        _int8_row(files, "qat_int8", "QAT int8, int8 in/out", ptq_ops),
+    ]
+    seeds = " / ".join(str(d["seed"]) for d in files)
+    headers = ["artifact", "size", "ops"]
+    headers.append(f"error against its Keras model (logits; seeds {seeds})")
+    return _table(headers, rows, numeric_from=4)
+
+
+def _threads(n):
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
+def _ratio_row(target, bound, measured, at_least=False):
+    """A target row: `measured` is `[(label, median, minimum)]`; met is
+    judged on the median."""
+    cells, verdicts = [], []
+    for label, median, minimum in measured:
+        label = MODES.get(label, label)
+        good = median >= bound if at_least else median <= bound
+        cells.append(f"{median:.2f}x median / {minimum:.2f}x minima ({label})")
+        verdicts.append(f"{label} {'yes' if good else 'no'}")
+    return [target, "; ".join(cells), ", ".join(verdicts)]
+
+
+def _ms_ratio(a, b, modes, median="median", minimum="min"):
+    """`[(mode, a/b on the median, a/b on the minimum)]` of two timings."""
+    return [
+        (m, a[m][median] / b[m][median], a[m][minimum] / b[m][minimum])
+        for m in modes
+    ]
+
+
+def _litert_target_rows(litert1, litert2):
+    rows = []
+    targets = {
+        "float32": "LiteRT MobileNetV2 + AFF <= 1.10x plain, float32",
+        "int8": "same, int8",
+    }
+    for kind, target in targets.items():
+        measured = []
+        for data in (litert1, litert2):
+            r = data["results"]
+            a, p = r["mobilenetv2_aff"][kind], r["mobilenetv2"][kind]
+            ratios = _ms_ratio({0: a}, {0: p}, [0], "median_ms", "min_ms")
+            measured.append((_threads(data["threads"]), *ratios[0][1:]))
+        rows.append(_ratio_row(target, 1.10, measured))
+    int8 = [
+        d["results"][k]["int8"]
+        for d in (litert1, litert2)
+        for k in LITERT_MODELS
+    ]
+    pairs = sum(r["quantize_dequantize"] for r in int8)
+    islands = sum(len(r["float_islands"]) for r in int8)
+    rows.append(
+        [
+            "int8 graph: no float islands or (de)quantize pairs around AFF",
+            f"{pairs} QUANTIZE/DEQUANTIZE, {islands} float tensors between ops",
+            "yes" if pairs == islands == 0 else "no",
+        ]
+    )
+    demo = []
+    for data in (litert1, litert2):
+        r = data["results"]["demo"]
+        ratio = r["int8"]["median_ms"] / r["float32"]["median_ms"]
+        demo.append(f"int8 {ratio:.2f}x float32 ({_threads(data['threads'])})")
+    target = "demo int8 not faster than float32"
+    rows.append([target, "; ".join(demo), "explained below"])
+    return rows
+
+
+def _cpu_targets(files):
+    layers, training, models, litert1, litert2 = files
+    ms, steps = layers["results_ms"], training["results_ms"]
+    # Times (per image, median; per batch, minimum): add / AFF of a time
+    # is AFF / add of a throughput.
+    res = {
+        k: {
+            m: {
+                "ms": 1 / v[m]["images_per_s"],
+                "min": v[m]["min_ms_per_batch"],
+            }
+            for m in ("graph", "xla")
+        }
+        for k, v in models["results"].items()
+    }
+    rows = [
+        _ratio_row(
+            "AFF under XLA <= 1.25x its two 1x1 matmuls",
+            1.25,
+            _ms_ratio(ms["AFF"], ms["conv1x1_matmuls"], ["xla"]),
+        ),
+        _ratio_row(
+            "AFF training step <= 1.4x its six matmuls",
+            1.4,
+            _ms_ratio(
+                steps["AFF train step"], steps["six_matmuls"], ["xla", "graph"]
+            ),
+        ),
+        _ratio_row(
+            "AFF-ResNet-50 >= 0.94x plain-add images/s, graph and XLA",
+            0.94,
+            _ms_ratio(res["add"], res["aff"], ["graph", "xla"], "ms"),
+            at_least=True,
+        ),
+    ]
+    rows += _litert_target_rows(litert1, litert2)
+    headers = ["target", "measured", "met? (on the median)"]
+    return _table(headers, rows, numeric_from=3)
+
+
 RENDERERS = {
     "layers-cpu": _layers_cpu,
     "layers-jax": _layers_jax,
@@ -294,6 +491,10 @@ RENDERERS = {
     "litert": _litert,
     "folding": _folding,
     "demo": _demo,
+    "exports": _exports,
+    "qat": _qat,
+    "qat-artifacts": _qat_artifacts,
+    "cpu-targets": _cpu_targets,
 }
 
 

@@ -25,6 +25,11 @@ def test_qat_int8_within_one_point_of_float(tmp_path):
     argv = [script, "--seed", "0", "--out", tmp_path, "--json", out]
     processes.succeeded(processes.run_python(argv, env=env, timeout=600))
     figures = json.loads(out.read_text())
+    # The provenance the docs' tables print under the figures.
+    assert figures["command"] == (
+        f"python examples/qat_digits.py --seed 0 --json {out}"
+    )
+    assert figures["machine"]["cpu_count"] == os.cpu_count()
     float_acc = figures["float"]["accuracy"]
     ptq, qat = figures["ptq_int8"], figures["qat_int8"]
     assert float_acc >= 0.95, figures
