@@ -136,5 +136,18 @@ def test_an_unknown_model_is_a_usage_error(tmp_path, capsys):
     argv = ["convert", str(params), "--model", "resnet9"]
     argv += ["--preset", str(tmp_path / "p")]
     assert cli.main(argv) == 2
-    assert "architecture='resnet9'" in capsys.readouterr().err
+    # The same check and wording as `convert --out`, before any work.
+    assert "unknown model 'resnet9'; choose from" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_wrong_classes_is_refused_before_the_network_is_built(
+    tmp_path, capsys
+):
+    params = fixtures.path("aff_resnet32.params")
+    argv = ["convert", str(params), "--model", "aff_resnet32"]
+    argv += ["--preset", str(tmp_path / "p"), "--classes", "20"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds a 100-way classifier, the model 20 classes" in err
     assert os.listdir(tmp_path) == []
