@@ -198,6 +198,9 @@ def clean_state(tmp_path, monkeypatch):
         public = not name.startswith("_") and name not in keras_aff.__all__
         if public and isinstance(value, types.ModuleType):
             monkeypatch.delattr(keras_aff, name)
+            # Imported by an earlier test: a block's `import keras_aff.X`
+            # must bind it again, as it does in a fresh process.
+            monkeypatch.delitem(sys.modules, f"keras_aff.{name}", raising=False)
     yield tmp_path
     keras.distribution.set_distribution(None)
     keras.config.set_dtype_policy("float32")
