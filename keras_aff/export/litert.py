@@ -30,8 +30,6 @@ from keras_aff.export import model_io
 from keras_aff.export import pipeline
 from keras_aff.export import rebuild
 from keras_aff.export import staging
-from keras_aff.export.litert_ops import list_ops
-from keras_aff.export.report import ExportVerificationError
 from keras_aff.export.runners import LiteRTRunner
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
@@ -164,29 +162,6 @@ def convert(
 # ---------------------------------------------------------------------------
 # Verification: the LiteRT half of the pipeline
 # ---------------------------------------------------------------------------
-def _graph_fields(flatbuffer, quantization, label):
-    """Op counts (and, for int8, the int8 graph facts) of the flatbuffer;
-    raises ExportVerificationError on non-builtin ops or float islands."""
-    if quantization != "int8":
-        ops = list_ops(flatbuffer)
-        graph = None
-    else:
-        graph = litert_ops.inspect_litert(flatbuffer)
-        ops = graph["ops"]
-    bad = litert_ops.non_builtin(ops)
-    if bad:
-        raise ExportVerificationError(
-            f"The LiteRT model contains non-builtin ops {bad}; only builtin "
-            "ops run on a stock LiteRT runtime."
-        )
-    if graph is None:
-        return {"ops": ops}
-    checks.check_int8_graph(label, graph)
-    keys = ("fully_int8", "float_islands", "inner_quantize_ops")
-    keys += ("tensor_dtypes", "output_step")
-    return dict({k: graph[k] for k in keys}, ops=ops)
-
-
 def _xnnpack_fields(runner, notes):
     if not runner.xnnpack:
         notes.append(_XNNPACK_NOTE)
@@ -222,7 +197,7 @@ def verify_litert(
     policy = policy or checks.Policy(mode)
     label = f"The LiteRT model ({mode})"
     notes = [] if notes is None else notes
-    fields = _graph_fields(flatbuffer, quantization, label)
+    fields = litert_ops.graph_fields(flatbuffer, quantization, label)
     names = model_io.input_names(model)
 
     def write(tmp):

@@ -11,7 +11,9 @@ import re
 
 import numpy as np
 
+from keras_aff.export import checks
 from keras_aff.export import environment
+from keras_aff.export.report import ExportVerificationError
 
 _BUILTIN_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 # Constant tensors of these dtypes may sit in an int8 graph (biases, axes,
@@ -197,3 +199,26 @@ def inspect_litert(tflite_model: bytes) -> dict:
         "output_step": graph.output_step(),
         "size_bytes": len(tflite_model),
     }
+
+
+def graph_fields(flatbuffer, quantization, label):
+    """Op counts (and, for int8, the int8 graph facts) of the flatbuffer;
+    raises ExportVerificationError on non-builtin ops or float islands."""
+    if quantization != "int8":
+        ops = list_ops(flatbuffer)
+        graph = None
+    else:
+        graph = inspect_litert(flatbuffer)
+        ops = graph["ops"]
+    bad = non_builtin(ops)
+    if bad:
+        raise ExportVerificationError(
+            f"The LiteRT model contains non-builtin ops {bad}; only builtin "
+            "ops run on a stock LiteRT runtime."
+        )
+    if graph is None:
+        return {"ops": ops}
+    checks.check_int8_graph(label, graph)
+    keys = ("fully_int8", "float_islands", "inner_quantize_ops")
+    keys += ("tensor_dtypes", "output_step")
+    return dict({k: graph[k] for k in keys}, ops=ops)

@@ -1,13 +1,12 @@
 """The fusion-weight figure's layout: everything drawn lies inside the
 figure, and the colour-bar label stays beside its bar."""
 
+import matplotlib
 import numpy as np
-import pytest
 
-matplotlib = pytest.importorskip("matplotlib")
+from keras_aff.demo import plot
+
 matplotlib.use("Agg")
-
-from keras_aff.demo import plot  # noqa: E402
 
 
 def test_fusion_weight_figure_clips_and_covers_nothing():
